@@ -1,0 +1,324 @@
+//! Durable state: tasks, the job queue and accounts, behind one [`Store`] trait with a SQLite
+//! and a PostgreSQL implementation. Stores persist what they are given; services decide.
+
+mod error;
+mod postgres;
+mod rows;
+mod shared;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kinora_core::time::Clock;
+use kinora_core::{AccountId, Error, FailureClass, JobKind, NewTask, Task, TaskId, TaskState};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to open a store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// `sqlite://path` or `postgres://...`.
+    pub url: String,
+    pub max_connections: u32,
+    /// SQLite only: `full` syncs every commit to disk, so a power cut cannot lose an accepted
+    /// task; `normal` survives process crashes only.
+    pub sqlite_synchronous_full: bool,
+    pub acquire_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 10,
+            sqlite_synchronous_full: true,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Opens the store named by the URL's scheme. Does not apply migrations.
+pub async fn connect(options: &StoreOptions, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>> {
+    if options.url.starts_with("postgres://") || options.url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(options, clock).await?))
+    } else if options.url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(options, clock).await?))
+    } else {
+        Err(Error::new(
+            kinora_core::ErrorCode::Config,
+            "database.url must start with sqlite:// or postgres://",
+        ))
+    }
+}
+
+/// An account: the tenant boundary for every row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// Identifier of a job in the queue, increasing with enqueue order.
+pub type JobId = i64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for `next_run_at`.
+    Queued,
+    /// Leased by `lease_owner` until `lease_until`.
+    Running,
+    Done,
+    /// Stopped on purpose by its handler (the error is not worth retrying).
+    Aborted,
+    /// Ran out of attempts.
+    Dead,
+}
+
+impl JobState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Aborted => "aborted",
+            Self::Dead => "dead",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "done" => Self::Done,
+            "aborted" => Self::Aborted,
+            "dead" => Self::Dead,
+            other => {
+                return Err(Error::internal(format!(
+                    "unknown job state `{other}` in store"
+                )))
+            }
+        })
+    }
+}
+
+/// Default number of runs before a job is dead-lettered.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+
+/// A job to put on the queue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewJob {
+    pub kind: JobKind,
+    pub payload: serde_json::Value,
+    pub task_id: Option<TaskId>,
+    /// Earliest run time in Unix ms; `None` means now.
+    pub run_at: Option<i64>,
+    pub max_attempts: u32,
+}
+
+impl NewJob {
+    pub fn new(kind: JobKind, payload: serde_json::Value) -> Self {
+        Self {
+            kind,
+            payload,
+            task_id: None,
+            run_at: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// A job of the task pipeline: its payload names the task.
+    pub fn for_task(kind: JobKind, task_id: TaskId) -> Self {
+        let payload = serde_json::json!({ "task_id": task_id });
+        Self {
+            task_id: Some(task_id),
+            ..Self::new(kind, payload)
+        }
+    }
+
+    pub fn run_at(mut self, at_ms: i64) -> Self {
+        self.run_at = Some(at_ms);
+        self
+    }
+
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+}
+
+/// A job as stored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Job {
+    pub id: JobId,
+    pub kind: JobKind,
+    pub payload: serde_json::Value,
+    pub task_id: Option<TaskId>,
+    pub state: JobState,
+    /// Runs started so far, including the current one.
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub next_run_at: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// What happened to a job handed back with [`Store::retry_job`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryOutcome {
+    /// It runs again at this time (Unix ms).
+    Scheduled { next_run_at: i64 },
+    /// It used its last attempt and is now dead-lettered.
+    DeadLettered,
+}
+
+/// Number of jobs in each state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct JobCounts {
+    pub queued: u64,
+    pub running: u64,
+    pub done: u64,
+    pub aborted: u64,
+    pub dead: u64,
+}
+
+/// A named, compare-and-set change of a task's state. Each variant may only start from the
+/// states [`TaskState::allowed_sources`] lists for its target.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskTransition {
+    /// queued → submitted: a provider channel accepted the task.
+    Submitted {
+        channel: String,
+        upstream_task_id: Option<String>,
+    },
+    /// queued | submitted → running.
+    Running,
+    /// submitted | running → succeeded; outputs are already in object storage.
+    Succeeded { result: serde_json::Value },
+    /// any unfinished state → failed.
+    Failed {
+        class: FailureClass,
+        message: String,
+    },
+    /// any unfinished state → canceled (an operator's action).
+    Canceled { message: String },
+}
+
+impl TaskTransition {
+    pub fn target(&self) -> TaskState {
+        match self {
+            Self::Submitted { .. } => TaskState::Submitted,
+            Self::Running => TaskState::Running,
+            Self::Succeeded { .. } => TaskState::Succeeded,
+            Self::Failed { .. } => TaskState::Failed,
+            Self::Canceled { .. } => TaskState::Canceled,
+        }
+    }
+}
+
+/// The durable state of kinora. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Applies this backend's migrations (idempotent).
+    async fn migrate(&self) -> Result<()>;
+
+    /// Answers when the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Notified whenever jobs may have become ready: after every enqueue in this process, and
+    /// on PostgreSQL also after enqueues by any other process (LISTEN/NOTIFY).
+    fn job_wakeups(&self) -> Arc<Notify>;
+
+    async fn create_account(&self, name: &str) -> Result<Account>;
+    async fn get_account(&self, id: AccountId) -> Result<Option<Account>>;
+
+    /// Inserts the task (state queued) and its first job in one transaction. A reused
+    /// `external_task_id` within the account fails with `DuplicateExternalTaskId`.
+    async fn create_task(&self, task: NewTask, first_job: NewJob) -> Result<(Task, JobId)>;
+
+    /// Reads a task within its account; another account's task is `None`.
+    async fn get_task(&self, account: AccountId, id: TaskId) -> Result<Option<Task>>;
+    async fn find_task_by_external_id(
+        &self,
+        account: AccountId,
+        external_task_id: &str,
+    ) -> Result<Option<Task>>;
+
+    /// Reads a task without an account scope. For workers only, which got the id from a job.
+    async fn load_task_for_worker(&self, id: TaskId) -> Result<Option<Task>>;
+
+    /// Applies a named transition if the task is in one of its allowed source states;
+    /// otherwise `StaleTransition` (or `NotFound`), leaving the row untouched.
+    async fn transition_task(&self, id: TaskId, transition: TaskTransition) -> Result<Task>;
+
+    /// Ids of tasks not yet in a terminal state, oldest first.
+    async fn unfinished_task_ids(&self, limit: u32) -> Result<Vec<TaskId>>;
+
+    async fn enqueue_job(&self, job: NewJob) -> Result<JobId>;
+
+    /// Leases up to `limit` runnable jobs of the given kinds to `owner` until now + `lease`.
+    /// Runnable: queued with `next_run_at` due, or running with an expired lease. A job whose
+    /// lease expired on its last attempt is dead-lettered instead.
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        kinds: &[JobKind],
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Job>>;
+
+    /// Extends the lease; `LeaseLost` when `owner` no longer holds it.
+    async fn heartbeat_job(&self, id: JobId, owner: &str, lease: Duration) -> Result<()>;
+
+    /// Marks the job done; `LeaseLost` when `owner` no longer holds it.
+    async fn complete_job(&self, id: JobId, owner: &str) -> Result<()>;
+
+    /// Puts the job back for another run after `delay`, or dead-letters it when it has used
+    /// its attempts. `LeaseLost` when `owner` no longer holds it.
+    async fn retry_job(
+        &self,
+        id: JobId,
+        owner: &str,
+        delay: Duration,
+        error: &str,
+    ) -> Result<RetryOutcome>;
+
+    /// Runs the job again after `delay` as a new step (a poll that is not done yet), resetting
+    /// its attempts. `LeaseLost` when `owner` no longer holds it.
+    async fn reschedule_job(&self, id: JobId, owner: &str, delay: Duration) -> Result<()>;
+
+    /// Stops the job for good with an error that retrying would not fix.
+    async fn abort_job(&self, id: JobId, owner: &str, error: &str) -> Result<()>;
+
+    /// Hands the lease back without counting the run (graceful shutdown).
+    async fn release_job(&self, id: JobId, owner: &str) -> Result<()>;
+
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>>;
+    async fn jobs_for_task(&self, task_id: TaskId) -> Result<Vec<Job>>;
+    async fn job_counts(&self) -> Result<JobCounts>;
+}
+
+#[cfg(feature = "testing")]
+pub mod testing;

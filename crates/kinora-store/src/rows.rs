@@ -1,0 +1,143 @@
+//! Row shapes shared by both backends: only types both drivers decode the same way.
+
+use kinora_core::{AccountId, Error, FailureClass, JobKind, Task, TaskId};
+use uuid::Uuid;
+
+use crate::{Account, Job, JobState, Result};
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AccountRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+impl AccountRow {
+    pub fn into_account(self) -> Result<Account> {
+        Ok(Account {
+            id: AccountId::from_uuid(uuid(&self.id)?),
+            name: self.name,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TaskRow {
+    pub id: String,
+    pub account_id: String,
+    pub dialect: String,
+    pub kind: String,
+    pub model: String,
+    pub state: String,
+    pub request: String,
+    pub external_task_id: Option<String>,
+    pub callback_url: Option<String>,
+    pub channel: Option<String>,
+    pub upstream_task_id: Option<String>,
+    pub result: Option<String>,
+    pub failure_class: Option<String>,
+    pub failure_message: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub submitted_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl TaskRow {
+    pub fn into_task(self) -> Result<Task> {
+        Ok(Task {
+            id: TaskId::from_uuid(uuid(&self.id)?),
+            account_id: AccountId::from_uuid(uuid(&self.account_id)?),
+            dialect: self.dialect.parse()?,
+            kind: self.kind.parse()?,
+            model: self.model,
+            state: self.state.parse()?,
+            request: json(&self.request)?,
+            external_task_id: self.external_task_id,
+            callback_url: self.callback_url,
+            channel: self.channel,
+            upstream_task_id: self.upstream_task_id,
+            result: self.result.as_deref().map(json).transpose()?,
+            failure_class: self
+                .failure_class
+                .as_deref()
+                .map(str::parse::<FailureClass>)
+                .transpose()?,
+            failure_message: self.failure_message,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            submitted_at: self.submitted_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct JobRow {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    pub task_id: Option<String>,
+    pub state: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub next_run_at: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl JobRow {
+    pub fn into_job(self) -> Result<Job> {
+        Ok(Job {
+            id: self.id,
+            kind: JobKind::new(self.kind),
+            payload: json(&self.payload)?,
+            task_id: self
+                .task_id
+                .as_deref()
+                .map(uuid)
+                .transpose()?
+                .map(TaskId::from_uuid),
+            state: JobState::parse(&self.state)?,
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            max_attempts: u32::try_from(self.max_attempts).unwrap_or(u32::MAX),
+            next_run_at: self.next_run_at,
+            lease_owner: self.lease_owner,
+            lease_until: self.lease_until,
+            last_error: self.last_error,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+pub(crate) fn jobs(rows: Vec<JobRow>) -> Result<Vec<Job>> {
+    let mut jobs = rows
+        .into_iter()
+        .map(JobRow::into_job)
+        .collect::<Result<Vec<_>>>()?;
+    jobs.sort_by_key(|j| (j.next_run_at, j.id));
+    Ok(jobs)
+}
+
+fn uuid(text: &str) -> Result<Uuid> {
+    Uuid::parse_str(text)
+        .map_err(|e| Error::internal(format!("stored id `{text}` is not a UUID: {e}")))
+}
+
+fn json(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| Error::internal(format!("stored JSON is invalid: {e}")))
+}
+
+pub(crate) fn to_json_text(value: &serde_json::Value) -> String {
+    // Serializing a Value cannot fail: its keys are strings and it holds no foreign types.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}

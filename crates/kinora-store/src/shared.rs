@@ -1,0 +1,425 @@
+//! The statements both backends run unchanged. sqlx's SQLite driver accepts PostgreSQL's `$N`
+//! placeholders, so one text serves both; only claiming and wake-ups differ per backend.
+
+macro_rules! task_columns {
+    () => {
+        "id, account_id, dialect, kind, model, state, request, external_task_id, callback_url, \
+         channel, upstream_task_id, result, failure_class, failure_message, created_at, \
+         updated_at, submitted_at, started_at, finished_at"
+    };
+}
+
+macro_rules! job_columns {
+    () => {
+        "id, kind, payload, task_id, state, attempts, max_attempts, next_run_at, lease_owner, \
+         lease_until, last_error, created_at, updated_at, finished_at"
+    };
+}
+
+pub(crate) use {job_columns, task_columns};
+
+pub(crate) const INSERT_JOB: &str = "INSERT INTO jobs \
+     (kind, payload, task_id, state, attempts, max_attempts, next_run_at, created_at, updated_at) \
+     VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6) RETURNING id";
+
+/// Jobs whose lease ran out on their last allowed attempt would otherwise be claimed forever.
+pub(crate) const DEAD_LETTER_EXPIRED: &str = "UPDATE jobs SET state = 'dead', \
+     last_error = 'lease expired on its last attempt', lease_owner = NULL, lease_until = NULL, \
+     finished_at = $1, updated_at = $1 \
+     WHERE state = 'running' AND lease_until <= $1 AND attempts >= max_attempts";
+
+/// Generates the `Store` impl for a backend: every method but the backend-specific ones, which
+/// the caller passes in `specific`. The backend type provides `read`, `write`, `clock` and
+/// `wakeups` fields, an `announce_jobs(&mut tx)` method, and `claim_jobs` in `specific`.
+macro_rules! impl_store {
+    ($store:ty, $db:ty, backend = $backend:expr, migrator = $migrator:expr, specific = { $($specific:tt)* }) => {
+        impl $store {
+            async fn insert_job<'e, E>(exec: E, job: &$crate::NewJob, now: i64) -> $crate::Result<$crate::JobId>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
+                sqlx::query_scalar::<_, i64>($crate::shared::INSERT_JOB)
+                    .bind(job.kind.as_str())
+                    .bind($crate::rows::to_json_text(&job.payload))
+                    .bind(job.task_id.map(|id| id.to_string()))
+                    .bind(i64::from(job.max_attempts))
+                    .bind(job.run_at.unwrap_or(now))
+                    .bind(now)
+                    .fetch_one(exec)
+                    .await
+                    .map_err(|e| $crate::error::db_error("enqueue job", e))
+            }
+
+            /// Runs a lease-guarded update; no row means the caller lost the lease.
+            async fn update_leased<'q>(&self, query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>, id: $crate::JobId, owner: &str, what: &str) -> $crate::Result<()> {
+                let done = query
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error(what, e))?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::error::lease_lost(id, owner));
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            fn backend(&self) -> $crate::Backend {
+                $backend
+            }
+
+            async fn migrate(&self) -> $crate::Result<()> {
+                $migrator
+                    .run(&self.write)
+                    .await
+                    .map_err(|e| kinora_core::Error::new(kinora_core::ErrorCode::Database, format!("migrations failed: {e}")))
+            }
+
+            async fn ping(&self) -> $crate::Result<()> {
+                sqlx::query("SELECT 1")
+                    .execute(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("ping", e))?;
+                Ok(())
+            }
+
+            fn job_wakeups(&self) -> std::sync::Arc<tokio::sync::Notify> {
+                self.wakeups.clone()
+            }
+
+            async fn create_account(&self, name: &str) -> $crate::Result<$crate::Account> {
+                let now = self.clock.now_ms();
+                let id = kinora_core::AccountId::new();
+                sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
+                    .bind(id.to_string())
+                    .bind(name)
+                    .bind(now)
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("create account", e))?;
+                Ok($crate::Account { id, name: name.to_owned(), created_at: now })
+            }
+
+            async fn get_account(&self, id: kinora_core::AccountId) -> $crate::Result<Option<$crate::Account>> {
+                sqlx::query_as::<_, $crate::rows::AccountRow>("SELECT id, name, created_at FROM accounts WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("get account", e))?
+                    .map($crate::rows::AccountRow::into_account)
+                    .transpose()
+            }
+
+            async fn create_task(&self, task: kinora_core::NewTask, first_job: $crate::NewJob) -> $crate::Result<(kinora_core::Task, $crate::JobId)> {
+                let now = self.clock.now_ms();
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
+                let inserted = sqlx::query_as::<_, $crate::rows::TaskRow>(concat!(
+                    "INSERT INTO tasks (id, account_id, dialect, kind, model, state, request, \
+                     external_task_id, callback_url, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9) RETURNING ",
+                    $crate::shared::task_columns!()
+                ))
+                .bind(task.id.to_string())
+                .bind(task.account_id.to_string())
+                .bind(task.dialect.as_str())
+                .bind(task.kind.as_str())
+                .bind(&task.model)
+                .bind($crate::rows::to_json_text(&task.request))
+                .bind(task.external_task_id.as_deref())
+                .bind(task.callback_url.as_deref())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await;
+                let row = match inserted {
+                    Ok(row) => row,
+                    Err(e) if $crate::error::is_unique_violation(&e) => {
+                        return Err(kinora_core::Error::new(
+                            kinora_core::ErrorCode::DuplicateExternalTaskId,
+                            format!(
+                                "external_task_id `{}` is already used by another task of this account",
+                                task.external_task_id.as_deref().unwrap_or_default()
+                            ),
+                        ));
+                    }
+                    Err(e) => return Err($crate::error::db_error("create task", e)),
+                };
+                let first_job = $crate::NewJob { task_id: Some(task.id), ..first_job };
+                let job_id = Self::insert_job(&mut *tx, &first_job, now).await?;
+                self.announce_jobs(&mut tx).await?;
+                tx.commit().await.map_err(|e| $crate::error::db_error("commit task", e))?;
+                self.wakeups.notify_waiters();
+                Ok((row.into_task()?, job_id))
+            }
+
+            async fn get_task(&self, account: kinora_core::AccountId, id: kinora_core::TaskId) -> $crate::Result<Option<kinora_core::Task>> {
+                sqlx::query_as::<_, $crate::rows::TaskRow>(concat!(
+                    "SELECT ", $crate::shared::task_columns!(), " FROM tasks WHERE id = $1 AND account_id = $2"
+                ))
+                .bind(id.to_string())
+                .bind(account.to_string())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| $crate::error::db_error("get task", e))?
+                .map($crate::rows::TaskRow::into_task)
+                .transpose()
+            }
+
+            async fn find_task_by_external_id(&self, account: kinora_core::AccountId, external_task_id: &str) -> $crate::Result<Option<kinora_core::Task>> {
+                sqlx::query_as::<_, $crate::rows::TaskRow>(concat!(
+                    "SELECT ", $crate::shared::task_columns!(), " FROM tasks WHERE account_id = $1 AND external_task_id = $2"
+                ))
+                .bind(account.to_string())
+                .bind(external_task_id)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| $crate::error::db_error("find task by external_task_id", e))?
+                .map($crate::rows::TaskRow::into_task)
+                .transpose()
+            }
+
+            async fn load_task_for_worker(&self, id: kinora_core::TaskId) -> $crate::Result<Option<kinora_core::Task>> {
+                sqlx::query_as::<_, $crate::rows::TaskRow>(concat!(
+                    "SELECT ", $crate::shared::task_columns!(), " FROM tasks WHERE id = $1"
+                ))
+                .bind(id.to_string())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| $crate::error::db_error("load task", e))?
+                .map($crate::rows::TaskRow::into_task)
+                .transpose()
+            }
+
+            async fn transition_task(&self, id: kinora_core::TaskId, transition: $crate::TaskTransition) -> $crate::Result<kinora_core::Task> {
+                use $crate::TaskTransition as T;
+                let now = self.clock.now_ms();
+                let target = transition.target();
+                let sources = target.allowed_sources();
+                let (mut channel, mut upstream, mut result, mut class, mut message) = (None, None, None, None, None);
+                let (mut submitted_at, mut started_at, mut finished_at) = (None, None, None);
+                match &transition {
+                    T::Submitted { channel: c, upstream_task_id } => {
+                        channel = Some(c.clone());
+                        upstream = upstream_task_id.clone();
+                        submitted_at = Some(now);
+                    }
+                    T::Running => started_at = Some(now),
+                    T::Succeeded { result: r } => {
+                        result = Some($crate::rows::to_json_text(r));
+                        finished_at = Some(now);
+                    }
+                    T::Failed { class: c, message: m } => {
+                        class = Some(c.as_str());
+                        message = Some(m.clone());
+                        finished_at = Some(now);
+                    }
+                    T::Canceled { message: m } => {
+                        message = Some(m.clone());
+                        finished_at = Some(now);
+                    }
+                }
+                // Every target has one to three source states; pad the IN list with repeats.
+                let source = |i: usize| sources.get(i).or(sources.last()).map(|s| s.as_str()).unwrap_or("");
+                let updated = sqlx::query_as::<_, $crate::rows::TaskRow>(concat!(
+                    "UPDATE tasks SET state = $1, updated_at = $2, \
+                     channel = COALESCE($3, channel), upstream_task_id = COALESCE($4, upstream_task_id), \
+                     result = COALESCE($5, result), failure_class = COALESCE($6, failure_class), \
+                     failure_message = COALESCE($7, failure_message), \
+                     submitted_at = COALESCE(submitted_at, $8), started_at = COALESCE(started_at, $9), \
+                     finished_at = COALESCE(finished_at, $10) \
+                     WHERE id = $11 AND state IN ($12, $13, $14) RETURNING ",
+                    $crate::shared::task_columns!()
+                ))
+                .bind(target.as_str())
+                .bind(now)
+                .bind(channel)
+                .bind(upstream)
+                .bind(result)
+                .bind(class)
+                .bind(message)
+                .bind(submitted_at)
+                .bind(started_at)
+                .bind(finished_at)
+                .bind(id.to_string())
+                .bind(source(0))
+                .bind(source(1))
+                .bind(source(2))
+                .fetch_optional(&self.write)
+                .await
+                .map_err(|e| $crate::error::db_error("transition task", e))?;
+                match updated {
+                    Some(row) => row.into_task(),
+                    None => match self.load_task_for_worker(id).await? {
+                        None => Err(kinora_core::Error::not_found(format!("task {id} does not exist"))),
+                        Some(current) => Err(kinora_core::Error::new(
+                            kinora_core::ErrorCode::StaleTransition,
+                            format!("task {id} is {}, it cannot become {target}", current.state),
+                        )),
+                    },
+                }
+            }
+
+            async fn unfinished_task_ids(&self, limit: u32) -> $crate::Result<Vec<kinora_core::TaskId>> {
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM tasks WHERE state IN ('queued', 'submitted', 'running') ORDER BY id LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| $crate::error::db_error("list unfinished tasks", e))?;
+                ids.iter()
+                    .map(|id| id.parse::<kinora_core::TaskId>())
+                    .collect()
+            }
+
+            async fn enqueue_job(&self, job: $crate::NewJob) -> $crate::Result<$crate::JobId> {
+                let now = self.clock.now_ms();
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
+                let id = Self::insert_job(&mut *tx, &job, now).await?;
+                self.announce_jobs(&mut tx).await?;
+                tx.commit().await.map_err(|e| $crate::error::db_error("commit job", e))?;
+                self.wakeups.notify_waiters();
+                Ok(id)
+            }
+
+            async fn heartbeat_job(&self, id: $crate::JobId, owner: &str, lease: std::time::Duration) -> $crate::Result<()> {
+                let now = self.clock.now_ms();
+                let query = sqlx::query(
+                    "UPDATE jobs SET lease_until = $1, updated_at = $2 \
+                     WHERE id = $3 AND state = 'running' AND lease_owner = $4",
+                )
+                .bind(now.saturating_add(kinora_core::time::duration_ms(lease)))
+                .bind(now)
+                .bind(id)
+                .bind(owner);
+                self.update_leased(query, id, owner, "heartbeat job").await
+            }
+
+            async fn complete_job(&self, id: $crate::JobId, owner: &str) -> $crate::Result<()> {
+                let query = sqlx::query(
+                    "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, \
+                     finished_at = $1, updated_at = $1 \
+                     WHERE id = $2 AND state = 'running' AND lease_owner = $3",
+                )
+                .bind(self.clock.now_ms())
+                .bind(id)
+                .bind(owner);
+                self.update_leased(query, id, owner, "complete job").await
+            }
+
+            async fn retry_job(&self, id: $crate::JobId, owner: &str, delay: std::time::Duration, error: &str) -> $crate::Result<$crate::RetryOutcome> {
+                let now = self.clock.now_ms();
+                let row: Option<(String, i64)> = sqlx::query_as(
+                    "UPDATE jobs SET \
+                     state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
+                     finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE NULL END, \
+                     next_run_at = $2, last_error = $3, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+                     WHERE id = $4 AND state = 'running' AND lease_owner = $5 \
+                     RETURNING state, next_run_at",
+                )
+                .bind(now)
+                .bind(now.saturating_add(kinora_core::time::duration_ms(delay)))
+                .bind(error)
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(&self.write)
+                .await
+                .map_err(|e| $crate::error::db_error("retry job", e))?;
+                match row {
+                    None => Err($crate::error::lease_lost(id, owner)),
+                    Some((state, _)) if state == "dead" => Ok($crate::RetryOutcome::DeadLettered),
+                    Some((_, next_run_at)) => Ok($crate::RetryOutcome::Scheduled { next_run_at }),
+                }
+            }
+
+            async fn reschedule_job(&self, id: $crate::JobId, owner: &str, delay: std::time::Duration) -> $crate::Result<()> {
+                let now = self.clock.now_ms();
+                let query = sqlx::query(
+                    "UPDATE jobs SET state = 'queued', attempts = 0, next_run_at = $1, last_error = NULL, \
+                     lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+                     WHERE id = $3 AND state = 'running' AND lease_owner = $4",
+                )
+                .bind(now.saturating_add(kinora_core::time::duration_ms(delay)))
+                .bind(now)
+                .bind(id)
+                .bind(owner);
+                self.update_leased(query, id, owner, "reschedule job").await
+            }
+
+            async fn abort_job(&self, id: $crate::JobId, owner: &str, error: &str) -> $crate::Result<()> {
+                let query = sqlx::query(
+                    "UPDATE jobs SET state = 'aborted', last_error = $1, lease_owner = NULL, lease_until = NULL, \
+                     finished_at = $2, updated_at = $2 \
+                     WHERE id = $3 AND state = 'running' AND lease_owner = $4",
+                )
+                .bind(error)
+                .bind(self.clock.now_ms())
+                .bind(id)
+                .bind(owner);
+                self.update_leased(query, id, owner, "abort job").await
+            }
+
+            async fn release_job(&self, id: $crate::JobId, owner: &str) -> $crate::Result<()> {
+                let query = sqlx::query(
+                    "UPDATE jobs SET state = 'queued', \
+                     attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+                     next_run_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+                     WHERE id = $2 AND state = 'running' AND lease_owner = $3",
+                )
+                .bind(self.clock.now_ms())
+                .bind(id)
+                .bind(owner);
+                self.update_leased(query, id, owner, "release job").await?;
+                self.wakeups.notify_waiters();
+                Ok(())
+            }
+
+            async fn get_job(&self, id: $crate::JobId) -> $crate::Result<Option<$crate::Job>> {
+                sqlx::query_as::<_, $crate::rows::JobRow>(concat!(
+                    "SELECT ", $crate::shared::job_columns!(), " FROM jobs WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| $crate::error::db_error("get job", e))?
+                .map($crate::rows::JobRow::into_job)
+                .transpose()
+            }
+
+            async fn jobs_for_task(&self, task_id: kinora_core::TaskId) -> $crate::Result<Vec<$crate::Job>> {
+                let rows = sqlx::query_as::<_, $crate::rows::JobRow>(concat!(
+                    "SELECT ", $crate::shared::job_columns!(), " FROM jobs WHERE task_id = $1 ORDER BY id"
+                ))
+                .bind(task_id.to_string())
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| $crate::error::db_error("list jobs of task", e))?;
+                rows.into_iter().map($crate::rows::JobRow::into_job).collect()
+            }
+
+            async fn job_counts(&self) -> $crate::Result<$crate::JobCounts> {
+                let rows: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("count jobs", e))?;
+                let mut counts = $crate::JobCounts::default();
+                for (state, n) in rows {
+                    let n = u64::try_from(n).unwrap_or(0);
+                    match state.as_str() {
+                        "queued" => counts.queued = n,
+                        "running" => counts.running = n,
+                        "done" => counts.done = n,
+                        "aborted" => counts.aborted = n,
+                        "dead" => counts.dead = n,
+                        _ => {}
+                    }
+                }
+                Ok(counts)
+            }
+
+            $($specific)*
+        }
+    };
+}
+
+pub(crate) use impl_store;

@@ -1,0 +1,700 @@
+//! One story for the store and its queue, told against SQLite and against PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kinora_core::time::{Clock, ManualClock, SystemClock};
+use kinora_core::{
+    AccountId, Dialect, ErrorCode, FailureClass, JobKind, NewTask, TaskId, TaskKind, TaskState,
+};
+use kinora_store::testing::{self, TestDatabase};
+use kinora_store::{JobState, NewJob, RetryOutcome, Store, TaskTransition};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+const START_MS: i64 = 1_800_000_000_000;
+const WORK: JobKind = JobKind::from_static("test.work");
+const OTHER: JobKind = JobKind::from_static("test.other");
+
+fn manual_clock() -> ManualClock {
+    ManualClock::starting_at(START_MS)
+}
+
+fn new_task(account: AccountId, external: Option<&str>) -> NewTask {
+    NewTask {
+        id: TaskId::new(),
+        account_id: account,
+        dialect: Dialect::Unified,
+        kind: TaskKind::Text2Video,
+        model: "kling-v2-6".into(),
+        request: json!({"prompt": "a red fox in snow", "duration": 5}),
+        external_task_id: external.map(str::to_owned),
+        callback_url: None,
+    }
+}
+
+fn submit_job() -> NewJob {
+    NewJob::new(JobKind::SUBMIT_TASK, json!({}))
+}
+
+async fn claim_one(store: &dyn Store, owner: &str, lease: Duration) -> Option<kinora_store::Job> {
+    let mut jobs = store
+        .claim_jobs(owner, &[WORK], 1, lease)
+        .await
+        .expect("claim");
+    jobs.pop()
+}
+
+/// Runs each named scenario once per backend. PostgreSQL runs only when its URL is set.
+macro_rules! on_both_backends {
+    ($($scenario:ident($clock:expr)),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    let clock = $clock;
+                    let db = kinora_store::testing::sqlite(std::sync::Arc::new(clock.clone())).await;
+                    super::$scenario(db, clock).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    let clock = $clock;
+                    let name = concat!("postgres::", stringify!($scenario));
+                    let Some(db) = kinora_store::testing::postgres(name, std::sync::Arc::new(clock.clone())).await else {
+                        return;
+                    };
+                    super::$scenario(db, clock).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    migrations_are_idempotent(super::manual_clock()),
+    task_and_first_job_are_written_together(super::manual_clock()),
+    stale_transitions_are_refused(super::manual_clock()),
+    external_task_id_is_unique_per_account(super::manual_clock()),
+    tasks_are_scoped_by_account(super::manual_clock()),
+    expired_lease_makes_job_claimable_again(super::manual_clock()),
+    heartbeat_extends_the_lease(super::manual_clock()),
+    retry_waits_for_its_backoff(super::manual_clock()),
+    dead_letter_after_max_attempts(super::manual_clock()),
+    expired_lease_on_last_attempt_dead_letters(super::manual_clock()),
+    abort_release_and_reschedule(super::manual_clock()),
+    claim_respects_kinds_due_time_and_order(super::manual_clock()),
+    enqueue_wakes_waiting_workers(kinora_core::time::SystemClock),
+    eight_workers_run_two_thousand_jobs_exactly_once(kinora_core::time::SystemClock),
+);
+
+async fn migrations_are_idempotent(db: TestDatabase, _clock: ManualClock) {
+    db.store.migrate().await.expect("second migrate");
+    db.store.ping().await.expect("ping");
+}
+
+async fn task_and_first_job_are_written_together(db: TestDatabase, _clock: ManualClock) {
+    let store = db.store;
+    let account = store.create_account("acme").await.expect("account");
+    let (task, job_id) = store
+        .create_task(new_task(account.id, Some("ext-1")), submit_job())
+        .await
+        .expect("create");
+    assert_eq!(task.state, TaskState::Queued);
+    assert_eq!(task.created_at, START_MS);
+    assert_eq!(task.request["prompt"], "a red fox in snow");
+    let jobs = store.jobs_for_task(task.id).await.expect("jobs");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].id, job_id);
+    assert_eq!(jobs[0].kind, JobKind::SUBMIT_TASK);
+    assert_eq!(jobs[0].state, JobState::Queued);
+    assert_eq!(jobs[0].task_id, Some(task.id));
+
+    // A failed task insert leaves no job behind: the two writes are one transaction.
+    let before = store.job_counts().await.expect("counts");
+    let err = store
+        .create_task(new_task(account.id, Some("ext-1")), submit_job())
+        .await
+        .expect_err("duplicate");
+    assert_eq!(err.code(), ErrorCode::DuplicateExternalTaskId);
+    assert_eq!(store.job_counts().await.expect("counts"), before);
+
+    // A task whose account does not exist is refused.
+    assert!(store
+        .create_task(new_task(AccountId::new(), None), submit_job())
+        .await
+        .is_err());
+}
+
+async fn stale_transitions_are_refused(db: TestDatabase, clock: ManualClock) {
+    let store = db.store;
+    let account = store.create_account("acme").await.expect("account");
+    let (task, _) = store
+        .create_task(new_task(account.id, None), submit_job())
+        .await
+        .expect("create");
+
+    let succeeded_too_early = store
+        .transition_task(task.id, TaskTransition::Succeeded { result: json!({}) })
+        .await
+        .expect_err("queued cannot succeed");
+    assert_eq!(succeeded_too_early.code(), ErrorCode::StaleTransition);
+
+    clock.advance(Duration::from_secs(1));
+    let submitted = store
+        .transition_task(
+            task.id,
+            TaskTransition::Submitted {
+                channel: "local".into(),
+                upstream_task_id: Some("up-1".into()),
+            },
+        )
+        .await
+        .expect("submit");
+    assert_eq!(submitted.state, TaskState::Submitted);
+    assert_eq!(submitted.channel.as_deref(), Some("local"));
+    assert_eq!(submitted.upstream_task_id.as_deref(), Some("up-1"));
+    assert_eq!(submitted.submitted_at, Some(START_MS + 1000));
+
+    // The same transition twice: the second one is stale (a job that ran twice is harmless).
+    let again = store
+        .transition_task(
+            task.id,
+            TaskTransition::Submitted {
+                channel: "other".into(),
+                upstream_task_id: None,
+            },
+        )
+        .await
+        .expect_err("second submit");
+    assert_eq!(again.code(), ErrorCode::StaleTransition);
+
+    let running = store
+        .transition_task(task.id, TaskTransition::Running)
+        .await
+        .expect("running");
+    assert_eq!(running.state, TaskState::Running);
+    let back = store
+        .transition_task(
+            task.id,
+            TaskTransition::Submitted {
+                channel: "local".into(),
+                upstream_task_id: None,
+            },
+        )
+        .await
+        .expect_err("running cannot go back");
+    assert_eq!(back.code(), ErrorCode::StaleTransition);
+
+    clock.advance(Duration::from_secs(4));
+    let done = store
+        .transition_task(
+            task.id,
+            TaskTransition::Succeeded {
+                result: json!({"videos": 1}),
+            },
+        )
+        .await
+        .expect("succeed");
+    assert_eq!(done.state, TaskState::Succeeded);
+    assert_eq!(done.finished_at, Some(START_MS + 5000));
+    assert_eq!(done.result, Some(json!({"videos": 1})));
+
+    for late in [
+        TaskTransition::Failed {
+            class: FailureClass::Internal,
+            message: "late".into(),
+        },
+        TaskTransition::Canceled {
+            message: "late".into(),
+        },
+        TaskTransition::Running,
+    ] {
+        let err = store
+            .transition_task(task.id, late)
+            .await
+            .expect_err("terminal is final");
+        assert_eq!(err.code(), ErrorCode::StaleTransition);
+        assert!(err.message().contains("succeeded"), "{err}");
+    }
+    let stored = store
+        .get_task(account.id, task.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(stored, done, "refused transitions leave the row untouched");
+
+    let missing = store
+        .transition_task(TaskId::new(), TaskTransition::Running)
+        .await
+        .expect_err("missing");
+    assert_eq!(missing.code(), ErrorCode::NotFound);
+
+    // Failure records its class and message.
+    let (other, _) = store
+        .create_task(new_task(account.id, None), submit_job())
+        .await
+        .expect("create");
+    let failed = store
+        .transition_task(
+            other.id,
+            TaskTransition::Failed {
+                class: FailureClass::ContentPolicy,
+                message: "flagged".into(),
+            },
+        )
+        .await
+        .expect("fail from queued");
+    assert_eq!(failed.failure_class, Some(FailureClass::ContentPolicy));
+    assert_eq!(failed.failure_message.as_deref(), Some("flagged"));
+    assert_eq!(
+        store.unfinished_task_ids(10).await.expect("unfinished"),
+        Vec::<TaskId>::new()
+    );
+}
+
+async fn external_task_id_is_unique_per_account(db: TestDatabase, _clock: ManualClock) {
+    let store = db.store;
+    let a = store.create_account("a").await.expect("account");
+    let b = store.create_account("b").await.expect("account");
+    let (first, _) = store
+        .create_task(new_task(a.id, Some("order-7")), submit_job())
+        .await
+        .expect("first");
+    let err = store
+        .create_task(new_task(a.id, Some("order-7")), submit_job())
+        .await
+        .expect_err("reuse in the same account");
+    assert_eq!(err.code(), ErrorCode::DuplicateExternalTaskId);
+    assert!(err.message().contains("order-7"), "{err}");
+    let (other_account, _) = store
+        .create_task(new_task(b.id, Some("order-7")), submit_job())
+        .await
+        .expect("other account");
+
+    // Tasks without an external id never collide.
+    store
+        .create_task(new_task(a.id, None), submit_job())
+        .await
+        .expect("no external id");
+    store
+        .create_task(new_task(a.id, None), submit_job())
+        .await
+        .expect("no external id");
+
+    let found = store
+        .find_task_by_external_id(a.id, "order-7")
+        .await
+        .expect("find")
+        .expect("exists");
+    assert_eq!(found.id, first.id);
+    let found_b = store
+        .find_task_by_external_id(b.id, "order-7")
+        .await
+        .expect("find")
+        .expect("exists");
+    assert_eq!(found_b.id, other_account.id);
+    assert!(store
+        .find_task_by_external_id(a.id, "order-8")
+        .await
+        .expect("find")
+        .is_none());
+}
+
+async fn tasks_are_scoped_by_account(db: TestDatabase, _clock: ManualClock) {
+    let store = db.store;
+    let a = store.create_account("a").await.expect("account");
+    let b = store.create_account("b").await.expect("account");
+    let (task, _) = store
+        .create_task(new_task(a.id, Some("mine")), submit_job())
+        .await
+        .expect("create");
+    assert!(store.get_task(a.id, task.id).await.expect("get").is_some());
+    assert!(store.get_task(b.id, task.id).await.expect("get").is_none());
+    assert!(store
+        .find_task_by_external_id(b.id, "mine")
+        .await
+        .expect("find")
+        .is_none());
+    assert_eq!(store.get_account(a.id).await.expect("account"), Some(a));
+    assert_eq!(
+        store.unfinished_task_ids(10).await.expect("unfinished"),
+        vec![task.id]
+    );
+}
+
+async fn expired_lease_makes_job_claimable_again(db: TestDatabase, clock: ManualClock) {
+    let store = db.store;
+    let id = store
+        .enqueue_job(NewJob::new(WORK, json!({"n": 1})))
+        .await
+        .expect("enqueue");
+    let lease = Duration::from_secs(30);
+    let job = claim_one(&*store, "worker-a", lease)
+        .await
+        .expect("a claims");
+    assert_eq!(
+        (job.id, job.attempts, job.state),
+        (id, 1, JobState::Running)
+    );
+    assert_eq!(job.lease_owner.as_deref(), Some("worker-a"));
+    assert_eq!(job.lease_until, Some(START_MS + 30_000));
+    assert!(
+        claim_one(&*store, "worker-b", lease).await.is_none(),
+        "a live lease is exclusive"
+    );
+
+    clock.advance(Duration::from_secs(29));
+    assert!(claim_one(&*store, "worker-b", lease).await.is_none());
+    clock.advance(Duration::from_secs(2));
+    let reclaimed = claim_one(&*store, "worker-b", lease)
+        .await
+        .expect("b reclaims after expiry");
+    assert_eq!((reclaimed.id, reclaimed.attempts), (id, 2));
+    assert_eq!(reclaimed.lease_owner.as_deref(), Some("worker-b"));
+
+    // The first worker has lost its lease: none of its calls may touch the job.
+    for err in [
+        store
+            .complete_job(id, "worker-a")
+            .await
+            .expect_err("complete"),
+        store
+            .heartbeat_job(id, "worker-a", lease)
+            .await
+            .expect_err("heartbeat"),
+        store
+            .abort_job(id, "worker-a", "x")
+            .await
+            .expect_err("abort"),
+        store
+            .release_job(id, "worker-a")
+            .await
+            .expect_err("release"),
+    ] {
+        assert_eq!(err.code(), ErrorCode::LeaseLost);
+    }
+    assert_eq!(
+        store
+            .retry_job(id, "worker-a", lease, "x")
+            .await
+            .expect_err("retry")
+            .code(),
+        ErrorCode::LeaseLost
+    );
+    store
+        .complete_job(id, "worker-b")
+        .await
+        .expect("b completes");
+    let done = store.get_job(id).await.expect("get").expect("exists");
+    assert_eq!(done.state, JobState::Done);
+    assert_eq!(done.lease_owner, None);
+    clock.advance(Duration::from_secs(3600));
+    assert!(
+        claim_one(&*store, "worker-c", lease).await.is_none(),
+        "done jobs never run again"
+    );
+}
+
+async fn heartbeat_extends_the_lease(db: TestDatabase, clock: ManualClock) {
+    let store = db.store;
+    let id = store
+        .enqueue_job(NewJob::new(WORK, json!({})))
+        .await
+        .expect("enqueue");
+    let lease = Duration::from_secs(30);
+    claim_one(&*store, "a", lease).await.expect("claim");
+    clock.advance(Duration::from_secs(20));
+    store
+        .heartbeat_job(id, "a", lease)
+        .await
+        .expect("heartbeat");
+    clock.advance(Duration::from_secs(20));
+    assert!(
+        claim_one(&*store, "b", lease).await.is_none(),
+        "heartbeat kept the lease"
+    );
+    clock.advance(Duration::from_secs(11));
+    assert!(
+        claim_one(&*store, "b", lease).await.is_some(),
+        "lease ran out 30 s after the heartbeat"
+    );
+}
+
+async fn retry_waits_for_its_backoff(db: TestDatabase, clock: ManualClock) {
+    let store = db.store;
+    let id = store
+        .enqueue_job(NewJob::new(WORK, json!({})))
+        .await
+        .expect("enqueue");
+    let lease = Duration::from_secs(60);
+    claim_one(&*store, "a", lease).await.expect("claim");
+    let outcome = store
+        .retry_job(id, "a", Duration::from_secs(10), "upstream 5000")
+        .await
+        .expect("retry");
+    assert_eq!(
+        outcome,
+        RetryOutcome::Scheduled {
+            next_run_at: START_MS + 10_000
+        }
+    );
+    let waiting = store.get_job(id).await.expect("get").expect("exists");
+    assert_eq!(waiting.state, JobState::Queued);
+    assert_eq!(waiting.last_error.as_deref(), Some("upstream 5000"));
+    assert!(claim_one(&*store, "a", lease).await.is_none());
+    clock.advance(Duration::from_secs(9));
+    assert!(
+        claim_one(&*store, "a", lease).await.is_none(),
+        "not before next_run_at"
+    );
+    clock.advance(Duration::from_secs(1));
+    let again = claim_one(&*store, "a", lease).await.expect("due now");
+    assert_eq!(again.attempts, 2);
+}
+
+async fn dead_letter_after_max_attempts(db: TestDatabase, clock: ManualClock) {
+    let store = db.store;
+    let id = store
+        .enqueue_job(NewJob::new(WORK, json!({})).max_attempts(3))
+        .await
+        .expect("enqueue");
+    let lease = Duration::from_secs(60);
+    for attempt in 1..=3u32 {
+        let job = claim_one(&*store, "a", lease).await.expect("claim");
+        assert_eq!(job.attempts, attempt);
+        let outcome = store
+            .retry_job(id, "a", Duration::from_secs(1), &format!("boom {attempt}"))
+            .await
+            .expect("retry");
+        if attempt < 3 {
+            assert!(matches!(outcome, RetryOutcome::Scheduled { .. }));
+        } else {
+            assert_eq!(outcome, RetryOutcome::DeadLettered);
+        }
+        clock.advance(Duration::from_secs(2));
+    }
+    let dead = store.get_job(id).await.expect("get").expect("exists");
+    assert_eq!(dead.state, JobState::Dead);
+    assert_eq!(dead.last_error.as_deref(), Some("boom 3"));
+    assert!(dead.finished_at.is_some());
+    clock.advance(Duration::from_secs(3600));
+    assert!(
+        claim_one(&*store, "a", lease).await.is_none(),
+        "dead jobs are not claimed"
+    );
+    assert_eq!(store.job_counts().await.expect("counts").dead, 1);
+}
+
+async fn expired_lease_on_last_attempt_dead_letters(db: TestDatabase, clock: ManualClock) {
+    let store = db.store;
+    let id = store
+        .enqueue_job(NewJob::new(WORK, json!({})).max_attempts(2))
+        .await
+        .expect("enqueue");
+    let lease = Duration::from_secs(10);
+    claim_one(&*store, "a", lease).await.expect("first run");
+    clock.advance(Duration::from_secs(11));
+    let second = claim_one(&*store, "b", lease)
+        .await
+        .expect("second run after a crash");
+    assert_eq!(second.attempts, 2);
+    clock.advance(Duration::from_secs(11));
+    assert!(
+        claim_one(&*store, "c", lease).await.is_none(),
+        "no third run"
+    );
+    let dead = store.get_job(id).await.expect("get").expect("exists");
+    assert_eq!(dead.state, JobState::Dead);
+    assert!(dead
+        .last_error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("lease expired"));
+}
+
+async fn abort_release_and_reschedule(db: TestDatabase, clock: ManualClock) {
+    let store = db.store;
+    let lease = Duration::from_secs(60);
+    let aborted = store
+        .enqueue_job(NewJob::new(WORK, json!({"n": 1})))
+        .await
+        .expect("enqueue");
+    claim_one(&*store, "a", lease).await.expect("claim");
+    store
+        .abort_job(aborted, "a", "mask aspect ratio differs from the image")
+        .await
+        .expect("abort");
+    let job = store.get_job(aborted).await.expect("get").expect("exists");
+    assert_eq!(job.state, JobState::Aborted);
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some("mask aspect ratio differs from the image")
+    );
+    assert!(claim_one(&*store, "a", lease).await.is_none());
+
+    let released = store
+        .enqueue_job(NewJob::new(WORK, json!({"n": 2})))
+        .await
+        .expect("enqueue");
+    claim_one(&*store, "a", lease).await.expect("claim");
+    store.release_job(released, "a").await.expect("release");
+    let back = claim_one(&*store, "b", lease)
+        .await
+        .expect("claimable at once");
+    assert_eq!(
+        (back.id, back.attempts),
+        (released, 1),
+        "a release does not count as an attempt"
+    );
+
+    store
+        .reschedule_job(released, "b", Duration::from_secs(5))
+        .await
+        .expect("reschedule");
+    assert!(claim_one(&*store, "b", lease).await.is_none());
+    clock.advance(Duration::from_secs(5));
+    let polled = claim_one(&*store, "b", lease).await.expect("due");
+    assert_eq!(polled.attempts, 1, "a reschedule starts a fresh step");
+}
+
+async fn claim_respects_kinds_due_time_and_order(db: TestDatabase, clock: ManualClock) {
+    let store = db.store;
+    let lease = Duration::from_secs(600);
+    let later = store
+        .enqueue_job(NewJob::new(WORK, json!({"n": "later"})).run_at(START_MS + 60_000))
+        .await
+        .expect("enqueue");
+    let first = store
+        .enqueue_job(NewJob::new(WORK, json!({"n": 1})))
+        .await
+        .expect("enqueue");
+    let second = store
+        .enqueue_job(NewJob::new(WORK, json!({"n": 2})))
+        .await
+        .expect("enqueue");
+    let other = store
+        .enqueue_job(NewJob::new(OTHER, json!({})))
+        .await
+        .expect("enqueue");
+
+    let claimed = store
+        .claim_jobs("a", &[WORK], 10, lease)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![first, second]
+    );
+    assert_eq!(claimed[0].payload, json!({"n": 1}));
+    let others = store
+        .claim_jobs("a", &[OTHER], 10, lease)
+        .await
+        .expect("claim");
+    assert_eq!(others.iter().map(|j| j.id).collect::<Vec<_>>(), vec![other]);
+    assert!(store
+        .claim_jobs("a", &[WORK, OTHER], 10, lease)
+        .await
+        .expect("claim")
+        .is_empty());
+    clock.advance(Duration::from_secs(60));
+    let due = store
+        .claim_jobs("a", &[WORK], 1, lease)
+        .await
+        .expect("claim");
+    assert_eq!(due.iter().map(|j| j.id).collect::<Vec<_>>(), vec![later]);
+}
+
+async fn enqueue_wakes_waiting_workers(db: TestDatabase, _clock: SystemClock) {
+    // A second store on the same database stands for another process.
+    let other = kinora_store::connect(
+        &kinora_store::StoreOptions::new(&db.url),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("second store");
+    let local_wakeups = db.store.job_wakeups();
+    let local = local_wakeups.notified();
+    tokio::pin!(local);
+    local.as_mut().enable();
+    let remote_wakeups = other.job_wakeups();
+    let remote = remote_wakeups.notified();
+    tokio::pin!(remote);
+    remote.as_mut().enable();
+
+    db.store
+        .enqueue_job(NewJob::new(WORK, json!({})))
+        .await
+        .expect("enqueue");
+    tokio::time::timeout(Duration::from_secs(5), local)
+        .await
+        .expect("same-process wake-up");
+    if db.store.backend() == kinora_store::Backend::Postgres {
+        tokio::time::timeout(Duration::from_secs(5), remote)
+            .await
+            .expect("LISTEN/NOTIFY wake-up");
+    }
+}
+
+async fn eight_workers_run_two_thousand_jobs_exactly_once(db: TestDatabase, _clock: SystemClock) {
+    const JOBS: usize = 2000;
+    const WORKERS: usize = 8;
+    let store = db.store;
+    let enqueue = (0..JOBS).map(|n| {
+        let store = store.clone();
+        async move {
+            store
+                .enqueue_job(NewJob::new(WORK, json!({ "n": n })))
+                .await
+                .expect("enqueue")
+        }
+    });
+    let ids: Vec<_> = futures::future::join_all(enqueue).await;
+    assert_eq!(ids.len(), JOBS);
+
+    let runs: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+    let workers = (0..WORKERS).map(|w| {
+        let store = store.clone();
+        let runs = runs.clone();
+        tokio::spawn(async move {
+            let owner = format!("worker-{w}");
+            loop {
+                let jobs = store
+                    .claim_jobs(&owner, &[WORK], 4, Duration::from_secs(300))
+                    .await
+                    .expect("claim");
+                if jobs.is_empty() {
+                    break;
+                }
+                for job in jobs {
+                    *runs.lock().await.entry(job.id).or_default() += 1;
+                    store.complete_job(job.id, &owner).await.expect("complete");
+                }
+            }
+        })
+    });
+    for worker in futures::future::join_all(workers).await {
+        worker.expect("worker task");
+    }
+    let runs = runs.lock().await;
+    assert_eq!(runs.len(), JOBS, "every job ran");
+    assert!(runs.values().all(|&n| n == 1), "no job ran twice");
+    let counts = store.job_counts().await.expect("counts");
+    assert_eq!(
+        (counts.done, counts.queued, counts.running),
+        (JOBS as u64, 0, 0)
+    );
+}
+
+#[test]
+fn manual_clock_moves_only_when_told() {
+    let clock = manual_clock();
+    assert_eq!(clock.now_ms(), START_MS);
+    clock.advance(Duration::from_millis(1500));
+    assert_eq!(clock.now_ms(), START_MS + 1500);
+    let _ = testing::POSTGRES_URL_VAR;
+}
