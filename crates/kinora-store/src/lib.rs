@@ -276,6 +276,10 @@ pub trait Store: Send + Sync + 'static {
     /// Ids of tasks not yet in a terminal state, oldest first.
     async fn unfinished_task_ids(&self, limit: u32) -> Result<Vec<TaskId>>;
 
+    /// Unfinished tasks that no queued or running job will move any more (their job was
+    /// dead-lettered or aborted), oldest first.
+    async fn orphaned_task_ids(&self, limit: u32) -> Result<Vec<TaskId>>;
+
     async fn enqueue_job(&self, job: NewJob) -> Result<JobId>;
 
     /// Leases up to `limit` runnable jobs of the given kinds to `owner` until now + `lease`.
@@ -294,6 +298,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks the job done; `LeaseLost` when `owner` no longer holds it.
     async fn complete_job(&self, id: JobId, owner: &str) -> Result<()>;
+
+    /// Marks the job done and enqueues its follow-up in one transaction, so a crash between
+    /// the two can neither lose the next step nor duplicate it.
+    async fn complete_job_and_enqueue(&self, id: JobId, owner: &str, next: NewJob) -> Result<JobId>;
 
     /// Puts the job back for another run after `delay`, or dead-letters it when it has used
     /// its attempts. `LeaseLost` when `owner` no longer holds it.

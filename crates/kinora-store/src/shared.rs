@@ -272,6 +272,43 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            async fn orphaned_task_ids(&self, limit: u32) -> $crate::Result<Vec<kinora_core::TaskId>> {
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM tasks t WHERE t.state IN ('queued', 'submitted', 'running') \
+                     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.task_id = t.id AND j.state IN ('queued', 'running')) \
+                     ORDER BY t.id LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| $crate::error::db_error("list orphaned tasks", e))?;
+                ids.iter().map(|id| id.parse::<kinora_core::TaskId>()).collect()
+            }
+
+            async fn complete_job_and_enqueue(&self, id: $crate::JobId, owner: &str, next: $crate::NewJob) -> $crate::Result<$crate::JobId> {
+                let now = self.clock.now_ms();
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
+                let done = sqlx::query(
+                    "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, \
+                     finished_at = $1, updated_at = $1 \
+                     WHERE id = $2 AND state = 'running' AND lease_owner = $3",
+                )
+                .bind(now)
+                .bind(id)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| $crate::error::db_error("complete job", e))?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::error::lease_lost(id, owner));
+                }
+                let next_id = Self::insert_job(&mut *tx, &next, now).await?;
+                self.announce_jobs(&mut tx).await?;
+                tx.commit().await.map_err(|e| $crate::error::db_error("commit job", e))?;
+                self.wakeups.notify_waiters();
+                Ok(next_id)
+            }
+
             async fn enqueue_job(&self, job: $crate::NewJob) -> $crate::Result<$crate::JobId> {
                 let now = self.clock.now_ms();
                 let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;

@@ -1,0 +1,85 @@
+//! What a provider is to kinora's workers: something that accepts a task, reports progress,
+//! and leaves the outputs in kinora's own object storage before it says "succeeded".
+
+mod registry;
+#[cfg(feature = "scripted")]
+pub mod scripted;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kinora_core::{FailureClass, Task};
+use kinora_storage::ObjectStorage;
+use tokio_util::sync::CancellationToken;
+
+pub use registry::Providers;
+
+/// What a provider gets besides the task.
+#[derive(Clone)]
+pub struct ProviderContext {
+    pub storage: ObjectStorage,
+    /// Set when the worker must stop (shutdown, lost lease); long work checks it.
+    pub cancel: CancellationToken,
+}
+
+/// A provider accepted the task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submission {
+    /// The provider's own id for the task, if it has one.
+    pub upstream_task_id: Option<String>,
+    /// When to ask for progress first.
+    pub first_poll_after: Duration,
+}
+
+/// Where a submitted task stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    /// Accepted, not started.
+    Pending,
+    Running,
+    /// Outputs are stored; `result` describes them (object keys, media facts).
+    Succeeded {
+        result: serde_json::Value,
+    },
+    Failed {
+        class: FailureClass,
+        message: String,
+    },
+}
+
+/// Why a provider call did not give an answer. The variant decides what the worker does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProviderError {
+    /// The provider is at its concurrency limit: the task waits its turn; not a failure.
+    Busy { retry_after: Duration },
+    /// Worth retrying with backoff (timeouts, 5xx, lost connections).
+    Transient { message: String },
+    /// Retrying cannot help: the task fails with this class and message.
+    Permanent {
+        class: FailureClass,
+        message: String,
+    },
+}
+
+/// One upstream (or the local engine) that can run tasks.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// Hands the task over. Must be safe to call again for the same task after a crash:
+    /// providers look the task up by its id before creating it twice.
+    async fn submit(&self, task: &Task, cx: &ProviderContext) -> Result<Submission, ProviderError>;
+
+    /// Reports progress; on success the outputs are already in `cx.storage`.
+    async fn poll(&self, task: &Task, cx: &ProviderContext) -> Result<Progress, ProviderError>;
+}
+
+impl std::fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Busy { retry_after } => write!(f, "provider busy, retry after {retry_after:?}"),
+            Self::Transient { message } => write!(f, "transient provider error: {message}"),
+            Self::Permanent { class, message } => write!(f, "{class}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ProviderError {}

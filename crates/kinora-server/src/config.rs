@@ -1,0 +1,432 @@
+//! Configuration: embedded defaults, then a TOML file, then `KINORA_*` environment variables
+//! (`KINORA_SERVER__LISTEN` sets `server.listen`: sections are joined by a double underscore).
+//! Unknown keys are errors naming the key, wherever they come from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use kinora_core::{Error, ErrorCode};
+use kinora_storage::{S3Config, StorageConfig};
+use kinora_store::StoreOptions;
+use serde::{Deserialize, Serialize};
+
+/// Environment variables that start with `KINORA_` but are not configuration keys.
+pub const NON_CONFIG_ENV: &[&str] = &["URL", "API_KEY", "CONFIG"];
+/// `KINORA_TEST_*` variables belong to the test suite.
+const TEST_ENV_PREFIX: &str = "TEST_";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded defaults keep the SQLite database and stored objects.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub storage: StorageSection,
+    pub queue: QueueConfig,
+    pub log: LogConfig,
+    #[cfg(feature = "scripted-provider")]
+    pub testing: TestingConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./kinora-data"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            storage: StorageSection::default(),
+            queue: QueueConfig::default(),
+            log: LogConfig::default(),
+            #[cfg(feature = "scripted-provider")]
+            testing: TestingConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// How long a shutdown waits for in-flight requests and jobs before it releases leases.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` or `postgres://user:password@host/db`. Empty: `<data_dir>/kinora.db`.
+    pub url: String,
+    pub max_connections: u32,
+    /// SQLite only: `full` (every commit reaches the disk) or `normal` (survives a process
+    /// crash, may lose the last commits on power loss).
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 10,
+            sqlite_synchronous: SqliteSynchronous::Full,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    Filesystem,
+    S3,
+    Memory,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    pub backend: StorageBackend,
+    /// Filesystem root. Empty: `<data_dir>/objects`.
+    pub path: String,
+    pub s3: S3Section,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            backend: StorageBackend::Filesystem,
+            path: String::new(),
+            s3: S3Section::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Section {
+    pub bucket: String,
+    pub region: String,
+    /// For S3-compatible servers (MinIO, Ceph, R2...); empty means AWS.
+    pub endpoint: String,
+    /// Empty: taken from the usual AWS environment variables.
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub allow_http: bool,
+    /// Bucket in the host name (AWS style) instead of the path (what most compatible servers use).
+    pub virtual_hosted_style: bool,
+}
+
+impl Default for S3Section {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            region: "us-east-1".into(),
+            endpoint: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            allow_http: false,
+            virtual_hosted_style: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Jobs one process runs at the same time.
+    pub concurrency: usize,
+    /// How long a claimed job stays leased without a heartbeat.
+    pub lease_seconds: u64,
+    pub heartbeat_seconds: u64,
+    /// How often idle workers look for due jobs when no wake-up came.
+    pub poll_interval_ms: u64,
+    /// Runs before a job is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; each further retry doubles it, up to `retry_max_seconds`.
+    pub retry_base_ms: u64,
+    pub retry_max_seconds: u64,
+    /// How often a worker looks for unfinished tasks that no job will move any more.
+    pub sweep_interval_seconds: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            lease_seconds: 60,
+            heartbeat_seconds: 15,
+            poll_interval_ms: 1000,
+            max_attempts: kinora_store::DEFAULT_MAX_ATTEMPTS,
+            retry_base_ms: 1000,
+            retry_max_seconds: 600,
+            sweep_interval_seconds: 60,
+        }
+    }
+}
+
+impl QueueConfig {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_seconds)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `kinora=debug,sqlx=warn`; `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[cfg(feature = "scripted-provider")]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestingConfig {
+    /// Present: every model is routed to the scripted provider.
+    pub scripted: Option<kinora_providers::scripted::ScriptedConfig>,
+}
+
+impl Config {
+    /// Defaults, then the file (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, Error> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`Config::load`] with the environment given explicitly (tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(config_error(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let key = name.strip_prefix("KINORA_")?;
+                if NON_CONFIG_ENV.contains(&key) || key.starts_with(TEST_ENV_PREFIX) {
+                    return None;
+                }
+                Some((key.to_owned(), value))
+            })
+            .collect();
+        if !vars.is_empty() {
+            figment = figment.merge(EnvOverrides(env_to_table(&vars)));
+        }
+        let config: Config = figment.extract().map_err(|e| {
+            let details: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            config_error(details.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let q = &self.queue;
+        if q.concurrency == 0 {
+            return Err(config_error("queue.concurrency must be at least 1"));
+        }
+        if q.lease_seconds == 0
+            || q.heartbeat_seconds == 0
+            || q.heartbeat_seconds >= q.lease_seconds
+        {
+            return Err(config_error(
+                "queue.heartbeat_seconds must be at least 1 and shorter than queue.lease_seconds",
+            ));
+        }
+        if q.max_attempts == 0 {
+            return Err(config_error("queue.max_attempts must be at least 1"));
+        }
+        if q.poll_interval_ms == 0 || q.sweep_interval_seconds == 0 {
+            return Err(config_error(
+                "queue.poll_interval_ms and queue.sweep_interval_seconds must be positive",
+            ));
+        }
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(config_error(
+                "database.url must start with sqlite://, postgres:// or postgresql://",
+            ));
+        }
+        if self.storage.backend == StorageBackend::S3 && self.storage.s3.bucket.is_empty() {
+            return Err(config_error(
+                "storage.s3.bucket is required when storage.backend is \"s3\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect: the configured one, or the SQLite file under `data_dir`.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("kinora.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.database.max_connections,
+            sqlite_synchronous_full: self.database.sqlite_synchronous == SqliteSynchronous::Full,
+            ..StoreOptions::new(self.database_url())
+        }
+    }
+
+    pub fn storage_config(&self) -> StorageConfig {
+        let s = &self.storage;
+        match s.backend {
+            StorageBackend::Memory => StorageConfig::Memory,
+            StorageBackend::Filesystem => StorageConfig::Filesystem {
+                root: if s.path.is_empty() {
+                    self.data_dir.join("objects")
+                } else {
+                    PathBuf::from(&s.path)
+                },
+            },
+            StorageBackend::S3 => StorageConfig::S3(S3Config {
+                bucket: s.s3.bucket.clone(),
+                region: s.s3.region.clone(),
+                endpoint: non_empty(&s.s3.endpoint),
+                access_key_id: non_empty(&s.s3.access_key_id),
+                secret_access_key: non_empty(&s.s3.secret_access_key),
+                allow_http: s.s3.allow_http,
+                virtual_hosted_style: s.s3.virtual_hosted_style,
+            }),
+        }
+    }
+
+    /// The effective configuration as TOML, secrets replaced by `<redacted>`.
+    pub fn to_redacted_toml(&self) -> Result<String, Error> {
+        let mut shown = self.clone();
+        shown.database.url = redact_url_password(&self.database_url());
+        for secret in [
+            &mut shown.storage.s3.access_key_id,
+            &mut shown.storage.s3.secret_access_key,
+        ] {
+            if !secret.is_empty() {
+                *secret = "<redacted>".into();
+            }
+        }
+        if shown.storage.path.is_empty() && shown.storage.backend == StorageBackend::Filesystem {
+            shown.storage.path = self.data_dir.join("objects").display().to_string();
+        }
+        toml::to_string_pretty(&shown).map_err(|e| Error::internal(format!("render config: {e}")))
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn config_error(message: impl Into<String>) -> Error {
+    Error::new(ErrorCode::Config, message)
+}
+
+fn redact_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            if parsed.set_password(Some("<redacted>")).is_ok() {
+                parsed.to_string().replace("%3Credacted%3E", "<redacted>")
+            } else {
+                "<redacted>".into()
+            }
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+/// `KINORA_*` variables as a figment source, so errors name the environment as their origin.
+struct EnvOverrides(toml::Table);
+
+impl figment::Provider for EnvOverrides {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("KINORA_* environment variables")
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Serialized::defaults(&self.0).data()
+    }
+}
+
+/// Turns `SECTION__KEY=value` pairs into a table. Values that parse as TOML values (numbers,
+/// booleans, quoted strings, arrays) keep their type; anything else is a string.
+fn env_to_table(vars: &[(String, String)]) -> toml::Table {
+    let mut root = toml::Table::new();
+    for (name, raw) in vars {
+        let path: Vec<String> = name.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        insert_path(&mut root, &path, value);
+    }
+    root
+}
+
+fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [leaf] => {
+            table.insert(leaf.clone(), value);
+        }
+        [section, rest @ ..] => {
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(next) = entry {
+                insert_path(next, rest, value);
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The HTTP surface. Handlers extract, call one function, and render.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::Services;
+
+pub fn router(services: Arc<Services>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(services)
+}
+
+/// The process is alive and serving HTTP.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The database and object storage both answer.
+async fn readyz(State(services): State<Arc<Services>>) -> Response {
+    let (database, storage) = tokio::join!(services.store.ping(), services.storage.check());
+    let describe = |r: &Result<(), kinora_core::Error>| match r {
+        Ok(()) => json!({ "status": "ok" }),
+        Err(e) => json!({ "status": "error", "error": e.to_string() }),
+    };
+    let ready = database.is_ok() && storage.is_ok();
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "database": describe(&database),
+        "storage": describe(&storage),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,210 @@
+//! kinora's server process: configuration, HTTP, and the job workers, wired together.
+
+pub mod config;
+pub mod http;
+pub mod pipeline;
+pub mod worker;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kinora_core::time::{Clock, SystemClock};
+use kinora_core::{Error, ErrorCode};
+use kinora_providers::Providers;
+use kinora_storage::{ObjectStorage, StorageConfig};
+use kinora_store::Store;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use config::Config;
+
+use crate::pipeline::{OrphanSweeper, Pipeline};
+use crate::worker::Workers;
+
+/// The long-lived parts every handler and worker uses.
+pub struct Services {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub storage: ObjectStorage,
+    pub providers: Arc<Providers>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Services {
+    /// Opens the database (applying migrations) and object storage named by the config,
+    /// creating the data directory the embedded defaults live in.
+    pub async fn open(config: Config) -> Result<Arc<Self>, Error> {
+        prepare_data_dir(&config)?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = kinora_store::connect(&config.store_options(), clock.clone()).await?;
+        store.migrate().await?;
+        let storage = ObjectStorage::open(&config.storage_config())?;
+        let providers = Arc::new(build_providers(&config));
+        Ok(Arc::new(Self {
+            config,
+            store,
+            storage,
+            providers,
+            clock,
+        }))
+    }
+
+    /// The worker pool with every handler this build has.
+    pub fn workers(self: &Arc<Self>) -> Workers {
+        let pipeline = Arc::new(Pipeline {
+            store: self.store.clone(),
+            storage: self.storage.clone(),
+            providers: self.providers.clone(),
+            clock: self.clock.clone(),
+        });
+        let grace = Duration::from_secs(self.config.server.shutdown_grace_seconds);
+        let mut workers = Workers::new(self.store.clone(), self.config.queue.clone(), grace)
+            .with_sweeper(Arc::new(OrphanSweeper(pipeline.clone())));
+        for handler in pipeline.handlers() {
+            workers = workers.with_handler(handler);
+        }
+        workers
+    }
+}
+
+#[cfg_attr(
+    not(feature = "scripted-provider"),
+    allow(unused_variables, unused_mut)
+)]
+fn build_providers(config: &Config) -> Providers {
+    let mut providers = Providers::new();
+    #[cfg(feature = "scripted-provider")]
+    if let Some(script) = &config.testing.scripted {
+        let provider = kinora_providers::scripted::ScriptedProvider::new(script.clone());
+        providers.add_channel("scripted", Arc::new(provider));
+        providers.set_default_channel("scripted");
+    }
+    providers
+}
+
+fn prepare_data_dir(config: &Config) -> Result<(), Error> {
+    let uses_sqlite_default = config.database.url.is_empty();
+    let uses_fs_default = matches!(config.storage_config(), StorageConfig::Filesystem { .. });
+    if uses_sqlite_default || uses_fs_default {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::new(
+                ErrorCode::Config,
+                format!("cannot create data_dir {}: {e}", config.data_dir.display()),
+            )
+        })?;
+    }
+    if let Some(path) = config.database_url().strip_prefix("sqlite://") {
+        if let Some(parent) = Path::new(path.split('?').next().unwrap_or(path)).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    Error::new(
+                        ErrorCode::Config,
+                        format!("cannot create {}: {e}", parent.display()),
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `kinora serve`: the API and the workers in one process, until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> Result<(), Error> {
+    let listen = config.server.listen;
+    let services = Services::open(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::new(ErrorCode::Config, format!("cannot listen on {listen}: {e}")))?;
+    serve_on(services, listener, shutdown_signal()).await
+}
+
+/// Serves on an already bound listener until `shutdown` completes: stops accepting, lets
+/// in-flight requests finish, then stops the workers (which finish or release their jobs).
+pub async fn serve_on(
+    services: Arc<Services>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let stop = CancellationToken::new();
+    let workers = tokio::spawn(services.workers().run(stop.clone()));
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    info!(%addr, backend = ?services.store.backend(), storage = services.storage.backend_name(), "kinora listening");
+    let http_stop = stop.clone();
+    let served = axum::serve(listener, http::router(services.clone()))
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = http_stop.cancelled() => {}
+            }
+        })
+        .await;
+    stop.cancel();
+    let _ = workers.await;
+    info!("kinora stopped");
+    served.map_err(|e| Error::internal(format!("HTTP server failed: {e}")))
+}
+
+/// `kinora worker`: only the workers, until SIGTERM or SIGINT.
+pub async fn work(config: Config) -> Result<(), Error> {
+    let services = Services::open(config).await?;
+    let stop = CancellationToken::new();
+    let workers = tokio::spawn(services.workers().run(stop.clone()));
+    shutdown_signal().await;
+    stop.cancel();
+    workers
+        .await
+        .map_err(|e| Error::internal(format!("workers panicked: {e}")))
+}
+
+/// `kinora migrate`: applies the database migrations and exits.
+pub async fn migrate(config: &Config) -> Result<(), Error> {
+    prepare_data_dir(config)?;
+    let store = kinora_store::connect(&config.store_options(), Arc::new(SystemClock)).await?;
+    store.migrate().await?;
+    info!(backend = ?store.backend(), "migrations applied");
+    Ok(())
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => info!("SIGINT received; shutting down"),
+        _ = terminate => info!("SIGTERM received; shutting down"),
+    }
+}
+
+/// Installs the log subscriber the config asks for; `RUST_LOG` wins over `log.level`.
+pub fn init_logging(config: &config::LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+}
