@@ -436,7 +436,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
@@ -453,7 +456,9 @@ mod tests {
         assert_eq!(config.database_url(), "sqlite://./kinora-data/kinora.db");
         assert_eq!(
             config.storage_config(),
-            StorageConfig::Filesystem { root: PathBuf::from("./kinora-data/objects") }
+            StorageConfig::Filesystem {
+                root: PathBuf::from("./kinora-data/objects")
+            }
         );
     }
 
@@ -465,7 +470,10 @@ mod tests {
             Some(&path),
             env(&[
                 ("KINORA_QUEUE__CONCURRENCY", "5"),
-                ("KINORA_DATABASE__URL", "postgres://kinora:hunter2@db/kinora"),
+                (
+                    "KINORA_DATABASE__URL",
+                    "postgres://kinora:hunter2@db/kinora",
+                ),
                 ("KINORA_STORAGE__S3__ALLOW_HTTP", "true"),
                 ("KINORA_URL", "http://client.example"),
                 ("KINORA_API_KEY", "sk-client"),
@@ -484,28 +492,40 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors_naming_the_key() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = write(&dir, "[server]\nlisten = \"127.0.0.1:1\"\nlisten_backlog = 5\n");
+        let path = write(
+            &dir,
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisten_backlog = 5\n",
+        );
         let err = Config::load_from(Some(&path), env(&[])).expect_err("unknown file key");
         assert_eq!(err.code(), ErrorCode::Config);
         assert!(err.message().contains("listen_backlog"), "{err}");
 
-        let err = Config::load_from(None, env(&[("KINORA_QUEUE__CONCURENCY", "4")])).expect_err("typo");
+        let err =
+            Config::load_from(None, env(&[("KINORA_QUEUE__CONCURENCY", "4")])).expect_err("typo");
         assert!(err.message().contains("concurency"), "{err}");
-        assert!(err.message().contains("KINORA_"), "names the environment as the source: {err}");
+        assert!(
+            err.message().contains("KINORA_"),
+            "names the environment as the source: {err}"
+        );
 
-        let err = Config::load_from(None, env(&[("KINORA_STORAGE__BACKEND", "floppy")])).expect_err("bad value");
+        let err = Config::load_from(None, env(&[("KINORA_STORAGE__BACKEND", "floppy")]))
+            .expect_err("bad value");
         assert!(err.message().contains("floppy"), "{err}");
     }
 
     #[test]
     fn missing_file_and_inconsistent_values_are_refused() {
-        let err = Config::load_from(Some(Path::new("/nonexistent/kinora.toml")), env(&[])).expect_err("missing");
+        let err = Config::load_from(Some(Path::new("/nonexistent/kinora.toml")), env(&[]))
+            .expect_err("missing");
         assert!(err.message().contains("does not exist"), "{err}");
-        let err = Config::load_from(None, env(&[("KINORA_QUEUE__HEARTBEAT_SECONDS", "60")])).expect_err("hb");
+        let err = Config::load_from(None, env(&[("KINORA_QUEUE__HEARTBEAT_SECONDS", "60")]))
+            .expect_err("hb");
         assert!(err.message().contains("heartbeat_seconds"), "{err}");
-        let err = Config::load_from(None, env(&[("KINORA_STORAGE__BACKEND", "s3")])).expect_err("bucket");
+        let err =
+            Config::load_from(None, env(&[("KINORA_STORAGE__BACKEND", "s3")])).expect_err("bucket");
         assert!(err.message().contains("storage.s3.bucket"), "{err}");
-        let err = Config::load_from(None, env(&[("KINORA_DATABASE__URL", "mysql://x")])).expect_err("url");
+        let err = Config::load_from(None, env(&[("KINORA_DATABASE__URL", "mysql://x")]))
+            .expect_err("url");
         assert!(err.message().contains("database.url"), "{err}");
     }
 
@@ -514,7 +534,10 @@ mod tests {
         let config = Config::load_from(
             None,
             env(&[
-                ("KINORA_DATABASE__URL", "postgres://kinora:hunter2@db:5432/kinora"),
+                (
+                    "KINORA_DATABASE__URL",
+                    "postgres://kinora:hunter2@db:5432/kinora",
+                ),
                 ("KINORA_STORAGE__BACKEND", "s3"),
                 ("KINORA_STORAGE__S3__BUCKET", "videos"),
                 ("KINORA_STORAGE__S3__ACCESS_KEY_ID", "AKIAEXAMPLE"),
@@ -526,7 +549,10 @@ mod tests {
         for secret in ["hunter2", "AKIAEXAMPLE", "wJalrXUtnFEMI"] {
             assert!(!text.contains(secret), "{secret} leaked:\n{text}");
         }
-        assert!(text.contains("postgres://kinora:<redacted>@db:5432/kinora"), "{text}");
+        assert!(
+            text.contains("postgres://kinora:<redacted>@db:5432/kinora"),
+            "{text}"
+        );
         assert!(text.contains("bucket = \"videos\""), "{text}");
         // The printed configuration is itself a valid configuration file.
         let reparsed: Config = toml::from_str(&text).expect("printed config parses");
@@ -536,7 +562,8 @@ mod tests {
     #[test]
     fn example_file_documents_every_key_with_its_default() {
         let example = include_str!("../../../config/example.toml");
-        let parsed: Config = toml::from_str(example).expect("example.toml parses with no unknown keys");
+        let parsed: Config =
+            toml::from_str(example).expect("example.toml parses with no unknown keys");
         assert_eq!(parsed, Config::default(), "example.toml shows the defaults");
         let mut defaults = toml::Value::try_from(Config::default()).expect("serialize defaults");
         if let toml::Value::Table(t) = &mut defaults {
@@ -545,13 +572,25 @@ mod tests {
         let documented: toml::Value = toml::from_str(example).expect("example parses");
         let mut missing = Vec::new();
         collect_missing("", &defaults, &documented, &mut missing);
-        assert!(missing.is_empty(), "keys missing from config/example.toml: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "keys missing from config/example.toml: {missing:?}"
+        );
     }
 
-    fn collect_missing(prefix: &str, defaults: &toml::Value, documented: &toml::Value, missing: &mut Vec<String>) {
+    fn collect_missing(
+        prefix: &str,
+        defaults: &toml::Value,
+        documented: &toml::Value,
+        missing: &mut Vec<String>,
+    ) {
         if let toml::Value::Table(table) = defaults {
             for (key, value) in table {
-                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
                 match documented.get(key) {
                     Some(doc) => collect_missing(&path, value, doc, missing),
                     None => missing.push(path),

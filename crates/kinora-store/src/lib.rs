@@ -301,7 +301,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks the job done and enqueues its follow-up in one transaction, so a crash between
     /// the two can neither lose the next step nor duplicate it.
-    async fn complete_job_and_enqueue(&self, id: JobId, owner: &str, next: NewJob) -> Result<JobId>;
+    async fn complete_job_and_enqueue(&self, id: JobId, owner: &str, next: NewJob)
+        -> Result<JobId>;
 
     /// Puts the job back for another run after `delay`, or dead-letters it when it has used
     /// its attempts. `LeaseLost` when `owner` no longer holds it.

@@ -614,15 +614,26 @@ async fn claim_respects_kinds_due_time_and_order(db: TestDatabase, clock: Manual
 async fn follow_up_job_replaces_the_finished_one(db: TestDatabase, _clock: ManualClock) {
     let store = db.store;
     let lease = Duration::from_secs(60);
-    let first = store.enqueue_job(NewJob::new(WORK, json!({"step": 1}))).await.expect("enqueue");
+    let first = store
+        .enqueue_job(NewJob::new(WORK, json!({"step": 1})))
+        .await
+        .expect("enqueue");
     claim_one(&*store, "a", lease).await.expect("claim");
     let next = store
         .complete_job_and_enqueue(first, "a", NewJob::new(WORK, json!({"step": 2})))
         .await
         .expect("complete and enqueue");
-    assert_eq!(store.get_job(first).await.expect("get").map(|j| j.state), Some(JobState::Done));
-    let claimed = claim_one(&*store, "b", lease).await.expect("follow-up is runnable");
-    assert_eq!((claimed.id, claimed.payload.clone()), (next, json!({"step": 2})));
+    assert_eq!(
+        store.get_job(first).await.expect("get").map(|j| j.state),
+        Some(JobState::Done)
+    );
+    let claimed = claim_one(&*store, "b", lease)
+        .await
+        .expect("follow-up is runnable");
+    assert_eq!(
+        (claimed.id, claimed.payload.clone()),
+        (next, json!({"step": 2}))
+    );
     // Without the lease, neither half happens.
     let err = store
         .complete_job_and_enqueue(first, "a", NewJob::new(WORK, json!({"step": 3})))
@@ -635,15 +646,36 @@ async fn follow_up_job_replaces_the_finished_one(db: TestDatabase, _clock: Manua
 async fn orphaned_tasks_are_found(db: TestDatabase, _clock: ManualClock) {
     let store = db.store;
     let account = store.create_account("acme").await.expect("account");
-    let (alive, _) = store.create_task(new_task(account.id, None), submit_job()).await.expect("create");
-    let (orphan, orphan_job) =
-        store.create_task(new_task(account.id, None), submit_job()).await.expect("create");
+    let (alive, _) = store
+        .create_task(new_task(account.id, None), submit_job())
+        .await
+        .expect("create");
+    let (orphan, orphan_job) = store
+        .create_task(new_task(account.id, None), submit_job())
+        .await
+        .expect("create");
     let lease = Duration::from_secs(60);
-    let claimed = store.claim_jobs("a", &[JobKind::SUBMIT_TASK], 10, lease).await.expect("claim");
+    let claimed = store
+        .claim_jobs("a", &[JobKind::SUBMIT_TASK], 10, lease)
+        .await
+        .expect("claim");
     assert_eq!(claimed.len(), 2);
-    assert!(store.orphaned_task_ids(10).await.expect("orphans").is_empty(), "leased jobs count as alive");
-    store.abort_job(orphan_job, "a", "gave up").await.expect("abort");
-    assert_eq!(store.orphaned_task_ids(10).await.expect("orphans"), vec![orphan.id]);
+    assert!(
+        store
+            .orphaned_task_ids(10)
+            .await
+            .expect("orphans")
+            .is_empty(),
+        "leased jobs count as alive"
+    );
+    store
+        .abort_job(orphan_job, "a", "gave up")
+        .await
+        .expect("abort");
+    assert_eq!(
+        store.orphaned_task_ids(10).await.expect("orphans"),
+        vec![orphan.id]
+    );
     let _ = alive;
 }
 
