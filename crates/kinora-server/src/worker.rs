@@ -216,6 +216,8 @@ impl Workers {
             }
         };
         heartbeat.abort();
+        // A handler that gave up because it was told to stop has not failed: hand the job back.
+        let outcome = outcome.filter(|o| !(o.is_err() && stop.is_cancelled()));
         let Some(outcome) = outcome else {
             match self.store.release_job(job.id, &self.owner).await {
                 Ok(()) => info!("released unfinished job for another worker"),

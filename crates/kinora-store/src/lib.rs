@@ -254,9 +254,10 @@ pub trait Store: Send + Sync + 'static {
     async fn create_account(&self, name: &str) -> Result<Account>;
     async fn get_account(&self, id: AccountId) -> Result<Option<Account>>;
 
-    /// Inserts the task (state queued) and its first job in one transaction. A reused
-    /// `external_task_id` within the account fails with `DuplicateExternalTaskId`.
-    async fn create_task(&self, task: NewTask, first_job: NewJob) -> Result<(Task, JobId)>;
+    /// Inserts the task (state queued) and its first job, of kind `first_job` and naming the
+    /// task, in one transaction. A reused `external_task_id` within the account fails with
+    /// `DuplicateExternalTaskId`.
+    async fn create_task(&self, task: NewTask, first_job: JobKind) -> Result<(Task, JobId)>;
 
     /// Reads a task within its account; another account's task is `None`.
     async fn get_task(&self, account: AccountId, id: TaskId) -> Result<Option<Task>>;

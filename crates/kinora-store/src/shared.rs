@@ -111,7 +111,7 @@ macro_rules! impl_store {
                     .transpose()
             }
 
-            async fn create_task(&self, task: kinora_core::NewTask, first_job: $crate::NewJob) -> $crate::Result<(kinora_core::Task, $crate::JobId)> {
+            async fn create_task(&self, task: kinora_core::NewTask, first_job: kinora_core::JobKind) -> $crate::Result<(kinora_core::Task, $crate::JobId)> {
                 let now = self.clock.now_ms();
                 let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
                 let inserted = sqlx::query_as::<_, $crate::rows::TaskRow>(concat!(
@@ -144,7 +144,7 @@ macro_rules! impl_store {
                     }
                     Err(e) => return Err($crate::error::db_error("create task", e)),
                 };
-                let first_job = $crate::NewJob { task_id: Some(task.id), ..first_job };
+                let first_job = $crate::NewJob::for_task(first_job, task.id);
                 let job_id = Self::insert_job(&mut *tx, &first_job, now).await?;
                 self.announce_jobs(&mut tx).await?;
                 tx.commit().await.map_err(|e| $crate::error::db_error("commit task", e))?;

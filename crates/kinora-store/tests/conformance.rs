@@ -34,8 +34,8 @@ fn new_task(account: AccountId, external: Option<&str>) -> NewTask {
     }
 }
 
-fn submit_job() -> NewJob {
-    NewJob::new(JobKind::SUBMIT_TASK, json!({}))
+fn submit_job() -> JobKind {
+    JobKind::SUBMIT_TASK
 }
 
 async fn claim_one(store: &dyn Store, owner: &str, lease: Duration) -> Option<kinora_store::Job> {
@@ -115,6 +115,7 @@ async fn task_and_first_job_are_written_together(db: TestDatabase, _clock: Manua
     assert_eq!(jobs[0].kind, JobKind::SUBMIT_TASK);
     assert_eq!(jobs[0].state, JobState::Queued);
     assert_eq!(jobs[0].task_id, Some(task.id));
+    assert_eq!(jobs[0].payload, json!({ "task_id": task.id }));
 
     // A failed task insert leaves no job behind: the two writes are one transaction.
     let before = store.job_counts().await.expect("counts");

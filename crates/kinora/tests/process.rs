@@ -1,0 +1,432 @@
+//! The real `kinora` binary as an operator runs it: default start, crash recovery after
+//! SIGKILL, graceful shutdown on SIGTERM, and the configuration commands.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kinora_core::time::SystemClock;
+use kinora_core::{Dialect, JobKind, NewTask, TaskId, TaskKind, TaskState};
+use kinora_store::{JobState, Store, StoreOptions};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kinora");
+
+/// A running `kinora` process whose output goes to a log file in its directory.
+struct Kinora {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Kinora {
+    fn spawn(dir: &Path, args: &[&str], port: u16, configure: impl FnOnce(&mut Command)) -> Self {
+        let log = dir.join(format!("kinora-{}.log", TaskId::new().as_uuid().simple()));
+        let out = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out);
+        configure(&mut command);
+        let child = command.spawn().expect("start kinora");
+        Self { child, port, log }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("kinora exited early ({status}):\n{}", self.logs());
+            }
+            if let Ok(resp) = client.get(self.url("/readyz")).send().await {
+                if resp.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kinora never became ready:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        kill(Pid::from_raw(pid), signal).expect("send signal");
+    }
+
+    async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kinora did not exit in {within:?}:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Kinora {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn wait_until(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A database URL per backend: SQLite always; PostgreSQL when the test server is configured.
+async fn database_urls(dir: &Path, test: &str) -> Vec<String> {
+    let mut urls = vec![format!("sqlite://{}", dir.join("kinora.db").display())];
+    match std::env::var(kinora_store::testing::POSTGRES_URL_VAR) {
+        Ok(server) => urls.push(kinora_store::testing::fresh_postgres_database(&server).await),
+        Err(_) => kinora_store::testing::report_skip(
+            &format!("{test} on postgres"),
+            "set KINORA_TEST_DATABASE_URL to run it on PostgreSQL",
+        ),
+    }
+    urls
+}
+
+fn write_config(
+    dir: &Path,
+    port: u16,
+    database_url: &str,
+    submit_delay_ms: u64,
+    grace_seconds: u64,
+) -> PathBuf {
+    let path = dir.join("kinora.toml");
+    let text = format!(
+        r#"data_dir = "{data}"
+[server]
+listen = "127.0.0.1:{port}"
+shutdown_grace_seconds = {grace_seconds}
+[database]
+url = "{database_url}"
+[queue]
+concurrency = 8
+lease_seconds = 3
+heartbeat_seconds = 1
+poll_interval_ms = 100
+sweep_interval_seconds = 1
+[testing.scripted]
+submit_delay_ms = {submit_delay_ms}
+running_polls = 2
+poll_interval_ms = 100
+"#,
+        data = dir.join("data").display(),
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+async fn open_store(url: &str) -> Arc<dyn Store> {
+    kinora_store::connect(&StoreOptions::new(url), Arc::new(SystemClock))
+        .await
+        .expect("open store")
+}
+
+async fn create_tasks(store: &dyn Store, count: usize) -> Vec<TaskId> {
+    let account = store.create_account("crash-test").await.expect("account");
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let task = NewTask {
+            id: TaskId::new(),
+            account_id: account.id,
+            dialect: Dialect::Unified,
+            kind: TaskKind::Text2Video,
+            model: "kling-v2-6".into(),
+            request: serde_json::json!({ "prompt": format!("shot {n}") }),
+            external_task_id: Some(format!("crash-{n}")),
+            callback_url: None,
+        };
+        let (task, _) = store
+            .create_task(task, JobKind::SUBMIT_TASK)
+            .await
+            .expect("create task");
+        ids.push(task.id);
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_command_serves_healthz_with_no_config_and_no_network() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Exactly the README's first command's binary, with no arguments, no config, no KINORA_*.
+    let mut kinora = Kinora::spawn(dir.path(), &[], 8080, |_| {});
+    kinora.wait_ready().await;
+    let health: serde_json::Value = reqwest::get(kinora.url("/healthz"))
+        .await
+        .expect("healthz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health, serde_json::json!({ "status": "ok" }));
+    let ready: serde_json::Value = reqwest::get(kinora.url("/readyz"))
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["status"], "ready");
+    assert!(
+        dir.path().join("kinora-data/kinora.db").is_file(),
+        "SQLite database under ./kinora-data"
+    );
+    assert!(
+        dir.path().join("kinora-data/objects").is_dir(),
+        "object storage under ./kinora-data"
+    );
+    kinora.signal(Signal::SIGTERM);
+    let status = kinora.wait_exit(Duration::from_secs(15)).await;
+    assert!(
+        status.success(),
+        "clean exit on SIGTERM: {status}\n{}",
+        kinora.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_jobs_are_leased_loses_nothing() {
+    const TASKS: usize = 24;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for url in database_urls(dir.path(), "sigkill_while_jobs_are_leased_loses_nothing").await {
+        let port = free_port();
+        let config = write_config(dir.path(), port, &url, 1500, 5);
+        let config_arg = config.to_str().expect("utf-8 path");
+        let mut first = Kinora::spawn(dir.path(), &["serve", "--config", config_arg], port, |_| {});
+        first.wait_ready().await;
+        let store = open_store(&url).await;
+        let ids = create_tasks(&*store, TASKS).await;
+
+        wait_until("jobs leased", Duration::from_secs(30), async || {
+            store.job_counts().await.expect("counts").running >= 4
+        })
+        .await;
+        first.signal(Signal::SIGKILL);
+        first.wait_exit(Duration::from_secs(10)).await;
+        let mut leased_at_kill = Vec::new();
+        for id in &ids {
+            for job in store.jobs_for_task(*id).await.expect("jobs") {
+                if job.state == JobState::Running {
+                    leased_at_kill.push(job.id);
+                }
+            }
+        }
+        assert!(!leased_at_kill.is_empty(), "the kill hit leased jobs");
+        assert!(!store
+            .unfinished_task_ids(100)
+            .await
+            .expect("unfinished")
+            .is_empty());
+
+        let mut second =
+            Kinora::spawn(dir.path(), &["serve", "--config", config_arg], port, |_| {});
+        second.wait_ready().await;
+        wait_until(
+            "every task finished",
+            Duration::from_secs(120),
+            async || {
+                store
+                    .unfinished_task_ids(100)
+                    .await
+                    .expect("unfinished")
+                    .is_empty()
+            },
+        )
+        .await;
+        for id in &ids {
+            let task = store
+                .load_task_for_worker(*id)
+                .await
+                .expect("load")
+                .expect("exists");
+            assert_eq!(
+                task.state,
+                TaskState::Succeeded,
+                "{task:?}\n{}",
+                second.logs()
+            );
+        }
+        for id in leased_at_kill {
+            let job = store.get_job(id).await.expect("get").expect("exists");
+            assert_eq!(job.state, JobState::Done, "{job:?}");
+            assert!(
+                job.attempts >= 2,
+                "the job leased at the kill ran again: {job:?}"
+            );
+        }
+        let counts = store.job_counts().await.expect("counts");
+        assert_eq!(
+            (counts.queued, counts.running, counts.dead, counts.aborted),
+            (0, 0, 0, 0),
+            "{counts:?}"
+        );
+
+        second.signal(Signal::SIGTERM);
+        let status = second.wait_exit(Duration::from_secs(15)).await;
+        assert!(status.success(), "{status}\n{}", second.logs());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_leases_of_unfinished_jobs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for url in database_urls(dir.path(), "sigterm_releases_leases_of_unfinished_jobs").await {
+        let port = free_port();
+        // Submits take a minute and the grace period is one second: the jobs cannot finish.
+        let config = write_config(dir.path(), port, &url, 60_000, 1);
+        let config_arg = config.to_str().expect("utf-8 path");
+        let mut kinora =
+            Kinora::spawn(dir.path(), &["serve", "--config", config_arg], port, |_| {});
+        kinora.wait_ready().await;
+        let store = open_store(&url).await;
+        let ids = create_tasks(&*store, 2).await;
+        wait_until("both leased", Duration::from_secs(30), async || {
+            store.job_counts().await.expect("counts").running == 2
+        })
+        .await;
+        let asked = Instant::now();
+        kinora.signal(Signal::SIGTERM);
+        let status = kinora.wait_exit(Duration::from_secs(15)).await;
+        assert!(status.success(), "{status}\n{}", kinora.logs());
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "shutdown waited for the grace period only"
+        );
+        for id in ids {
+            let task = store
+                .load_task_for_worker(id)
+                .await
+                .expect("load")
+                .expect("exists");
+            assert_eq!(
+                task.state,
+                TaskState::Queued,
+                "the task is untouched and will run later"
+            );
+            let jobs = store.jobs_for_task(id).await.expect("jobs");
+            assert_eq!(jobs.len(), 1);
+            assert_eq!(jobs[0].state, JobState::Queued, "released: {:?}", jobs[0]);
+            assert_eq!(jobs[0].lease_owner, None);
+            assert_eq!(jobs[0].attempts, 0);
+        }
+    }
+}
+
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .expect("run kinora")
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_secrets_redacted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        dir.path(),
+        &["check-config"],
+        &[
+            (
+                "KINORA_DATABASE__URL",
+                "postgres://kinora:s3cret@db:5432/kinora",
+            ),
+            ("KINORA_QUEUE__CONCURRENCY", "3"),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("postgres://kinora:<redacted>@db:5432/kinora"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("concurrency = 3"), "{text}");
+    assert!(text.contains("listen = \"127.0.0.1:8080\""), "{text}");
+    assert!(
+        !dir.path().join("kinora-data").exists(),
+        "check-config changes nothing"
+    );
+}
+
+#[test]
+fn unknown_configuration_keys_stop_every_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[server]\nlisten = \"127.0.0.1:1\"\nworkers = 4\n").expect("write");
+    for command in ["check-config", "serve", "migrate"] {
+        let out = run(
+            dir.path(),
+            &[command, "--config", config.to_str().expect("utf-8")],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2), "{command}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("workers"), "{command} names the key: {err}");
+    }
+    let out = run(
+        dir.path(),
+        &["check-config"],
+        &[("KINORA_SERVER__LISTN", "127.0.0.1:1")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("listn"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn migrate_creates_the_default_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(dir.path(), &["migrate"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(dir.path().join("kinora-data/kinora.db").is_file());
+    let again = run(dir.path(), &["migrate"], &[]);
+    assert!(
+        again.status.success(),
+        "migrations are idempotent: {again:?}"
+    );
+}
