@@ -76,6 +76,19 @@ impl Pipeline {
         Ok(JobOutcome::Done)
     }
 
+    /// Busy waits its turn, transient errors retry with backoff, permanent ones fail the task.
+    async fn provider_failed(
+        &self,
+        task: &Task,
+        error: ProviderError,
+    ) -> Result<JobOutcome, JobError> {
+        match error {
+            ProviderError::Busy { retry_after } => Ok(JobOutcome::RunAgainAfter(retry_after)),
+            ProviderError::Transient { message } => Err(JobError::Retry(message)),
+            ProviderError::Permanent { class, message } => self.fail(task, class, message).await,
+        }
+    }
+
     fn poll_job(&self, task: &Task, after: Duration) -> NewJob {
         let at = self
             .clock
@@ -146,9 +159,7 @@ impl JobHandler for SubmitTask {
                     p.poll_job(&task, submission.first_poll_after),
                 ))
             }
-            Err(ProviderError::Busy { retry_after }) => Ok(JobOutcome::RunAgainAfter(retry_after)),
-            Err(ProviderError::Transient { message }) => Err(JobError::Retry(message)),
-            Err(ProviderError::Permanent { class, message }) => p.fail(&task, class, message).await,
+            Err(error) => p.provider_failed(&task, error).await,
         }
     }
 
@@ -196,9 +207,7 @@ impl JobHandler for PollTask {
                 Ok(JobOutcome::Done)
             }
             Ok(Progress::Failed { class, message }) => p.fail(&task, class, message).await,
-            Err(ProviderError::Busy { retry_after }) => Ok(JobOutcome::RunAgainAfter(retry_after)),
-            Err(ProviderError::Transient { message }) => Err(JobError::Retry(message)),
-            Err(ProviderError::Permanent { class, message }) => p.fail(&task, class, message).await,
+            Err(error) => p.provider_failed(&task, error).await,
         }
     }
 

@@ -189,8 +189,8 @@ async fn create_tasks(store: &dyn Store, count: usize) -> Vec<TaskId> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_command_serves_healthz_with_no_config_and_no_network() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Exactly the README's first command's binary, with no arguments, no config, no KINORA_*.
-    let mut kinora = Kinora::spawn(dir.path(), &[], 8080, |_| {});
+    // The README's first command: `kinora serve` with no config file and no KINORA_* variables.
+    let mut kinora = Kinora::spawn(dir.path(), &["serve"], 8080, |_| {});
     kinora.wait_ready().await;
     let health: serde_json::Value = reqwest::get(kinora.url("/healthz"))
         .await
