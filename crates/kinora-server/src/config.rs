@@ -9,6 +9,7 @@ use std::time::Duration;
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use kinora_core::{Error, ErrorCode};
+use kinora_media::fetch::FetchConfig;
 use kinora_storage::{S3Config, StorageConfig};
 use kinora_store::StoreOptions;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub storage: StorageSection,
     pub queue: QueueConfig,
+    /// How user-supplied URLs (media inputs) are fetched, and which private hosts the
+    /// address guard lets through.
+    pub fetch: FetchConfig,
     pub log: LogConfig,
     #[cfg(feature = "scripted-provider")]
     pub testing: TestingConfig,
@@ -40,6 +44,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             storage: StorageSection::default(),
             queue: QueueConfig::default(),
+            fetch: FetchConfig::default(),
             log: LogConfig::default(),
             #[cfg(feature = "scripted-provider")]
             testing: TestingConfig::default(),
@@ -292,6 +297,7 @@ impl Config {
                 "database.url must start with sqlite://, postgres:// or postgresql://",
             ));
         }
+        kinora_media::fetch::Fetcher::new(&self.fetch).map_err(|e| config_error(e.message()))?;
         if self.storage.backend == StorageBackend::S3 && self.storage.s3.bucket.is_empty() {
             return Err(config_error(
                 "storage.s3.bucket is required when storage.backend is \"s3\"",
@@ -475,6 +481,7 @@ mod tests {
                     "postgres://kinora:hunter2@db/kinora",
                 ),
                 ("KINORA_STORAGE__S3__ALLOW_HTTP", "true"),
+                ("KINORA_FETCH__ALLOW", "[\"127.0.0.1/32\"]"),
                 ("KINORA_URL", "http://client.example"),
                 ("KINORA_API_KEY", "sk-client"),
                 ("KINORA_TEST_DATABASE_URL", "postgres://test"),
@@ -485,6 +492,7 @@ mod tests {
         assert_eq!(config.server.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(config.data_dir, PathBuf::from("/srv/kinora"));
         assert_eq!(config.queue.concurrency, 5);
+        assert_eq!(config.fetch.allow, vec!["127.0.0.1/32".to_owned()]);
         assert!(config.storage.s3.allow_http);
         assert_eq!(config.database_url(), "postgres://kinora:hunter2@db/kinora");
     }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use kinora_core::time::{Clock, SystemClock};
 use kinora_core::{Error, ErrorCode};
+use kinora_media::fetch::Fetcher;
+use kinora_media::stage::Stager;
 use kinora_providers::Providers;
 use kinora_storage::{ObjectStorage, StorageConfig};
 use kinora_store::Store;
@@ -28,6 +30,8 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     pub storage: ObjectStorage,
     pub providers: Arc<Providers>,
+    /// Fetches, probes and stores the media inputs requests name.
+    pub stager: Stager,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -41,11 +45,13 @@ impl Services {
         store.migrate().await?;
         let storage = ObjectStorage::open(&config.storage_config())?;
         let providers = Arc::new(build_providers(&config));
+        let stager = Stager::new(Fetcher::new(&config.fetch)?, storage.clone());
         Ok(Arc::new(Self {
             config,
             store,
             storage,
             providers,
+            stager,
             clock,
         }))
     }
