@@ -1,6 +1,7 @@
 //! What a provider is to kinora's workers: something that accepts a task, reports progress,
 //! and leaves the outputs in kinora's own object storage before it says "succeeded".
 
+pub mod local;
 mod registry;
 #[cfg(feature = "scripted")]
 pub mod scripted;
@@ -70,6 +71,12 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Reports progress; on success the outputs are already in `cx.storage`.
     async fn poll(&self, task: &Task, cx: &ProviderContext) -> Result<Progress, ProviderError>;
+
+    /// Whether the work itself happens inside `poll` (a local renderer) rather than upstream,
+    /// so the task is running from the moment a poll starts.
+    fn works_during_poll(&self) -> bool {
+        false
+    }
 }
 
 impl std::fmt::Display for ProviderError {

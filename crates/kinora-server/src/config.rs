@@ -31,6 +31,7 @@ pub struct Config {
     /// How user-supplied URLs (media inputs) are fetched, and which private hosts the
     /// address guard lets through.
     pub fetch: FetchConfig,
+    pub render: RenderConfig,
     pub log: LogConfig,
     #[cfg(feature = "scripted-provider")]
     pub testing: TestingConfig,
@@ -45,6 +46,7 @@ impl Default for Config {
             storage: StorageSection::default(),
             queue: QueueConfig::default(),
             fetch: FetchConfig::default(),
+            render: RenderConfig::default(),
             log: LogConfig::default(),
             #[cfg(feature = "scripted-provider")]
             testing: TestingConfig::default(),
@@ -191,6 +193,13 @@ impl QueueConfig {
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_seconds)
     }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RenderConfig {
+    /// Threads of the local render engine; 0 means one per core.
+    pub threads: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -13,6 +13,7 @@ use kinora_core::time::{Clock, SystemClock};
 use kinora_core::{Error, ErrorCode};
 use kinora_media::fetch::Fetcher;
 use kinora_media::stage::Stager;
+use kinora_providers::local::LocalProvider;
 use kinora_providers::Providers;
 use kinora_storage::{ObjectStorage, StorageConfig};
 use kinora_store::Store;
@@ -44,7 +45,7 @@ impl Services {
         let store = kinora_store::connect(&config.store_options(), clock.clone()).await?;
         store.migrate().await?;
         let storage = ObjectStorage::open(&config.storage_config())?;
-        let providers = Arc::new(build_providers(&config));
+        let providers = Arc::new(build_providers(&config)?);
         let stager = Stager::new(Fetcher::new(&config.fetch)?, storage.clone());
         Ok(Arc::new(Self {
             config,
@@ -74,19 +75,24 @@ impl Services {
     }
 }
 
-#[cfg_attr(
-    not(feature = "scripted-provider"),
-    allow(unused_variables, unused_mut)
-)]
-fn build_providers(config: &Config) -> Providers {
+/// Every model is served by the built-in `local` render engine unless a test build routes
+/// them to the scripted provider.
+fn build_providers(config: &Config) -> Result<Providers, Error> {
     let mut providers = Providers::new();
+    let local = LocalProvider::new(Some(config.render.threads))?;
+    providers.add_channel("local", Arc::new(local));
+    providers.set_default_channel("local");
+    info!(
+        "local render engine active: results are deterministic procedural renders for development, \
+         tests and demos, not AI generations"
+    );
     #[cfg(feature = "scripted-provider")]
     if let Some(script) = &config.testing.scripted {
         let provider = kinora_providers::scripted::ScriptedProvider::new(script.clone());
         providers.add_channel("scripted", Arc::new(provider));
         providers.set_default_channel("scripted");
     }
-    providers
+    Ok(providers)
 }
 
 fn prepare_data_dir(config: &Config) -> Result<(), Error> {

@@ -192,6 +192,9 @@ impl JobHandler for PollTask {
                 )
                 .await;
         };
+        if provider.works_during_poll() && task.state == TaskState::Submitted {
+            p.transition(&task, TaskTransition::Running).await?;
+        }
         match provider.poll(&task, &p.context(cx)).await {
             Ok(Progress::Pending) => Ok(JobOutcome::RunAgainAfter(p.next_poll_delay(&task))),
             Ok(Progress::Running) => {

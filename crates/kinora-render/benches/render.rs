@@ -1,0 +1,142 @@
+//! Render benchmarks for the §6.1 cases the engine supports so far: text2video at 720p 5 s
+//! and 1080p 10 s, each also as an encoder-only run over the same frames pre-rendered in
+//! memory, which gives the pipeline efficiency (encoder wall / pipeline wall).
+//!
+//! Release builds only: `cargo bench -p kinora-render`. KINORA_BENCH_THREADS sets the pool
+//! size (default 2, the reference machine's core count).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use kinora_render::encode::ENCODER_HAS_ASSEMBLY;
+use kinora_render::engine::{
+    encode_video, render_text2video, CancelFlag, EnginePool, Text2VideoSpec,
+};
+use kinora_render::frame::I420Frame;
+use kinora_render::plan::{frames_for_seconds, preset_size, Aspect, Mode, StreamPlan};
+use kinora_render::scene::Scene;
+use kinora_render::seed::scene_seed;
+
+const RUNS: usize = 5;
+
+struct Case {
+    name: &'static str,
+    mode: Mode,
+    seconds: u32,
+}
+
+fn time<T>(mut f: impl FnMut() -> T) -> (Duration, Duration) {
+    let _ = f(); // warm-up
+    let mut times: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            let _ = std::hint::black_box(f());
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    (times[RUNS / 2], times[0])
+}
+
+fn main() {
+    let mut err = std::io::stderr();
+    if cfg!(debug_assertions) {
+        let _ = writeln!(
+            err,
+            "refusing to benchmark a debug build: run `cargo bench -p kinora-render`"
+        );
+        std::process::exit(2);
+    }
+    if !ENCODER_HAS_ASSEMBLY {
+        let _ = writeln!(
+            err,
+            "WARNING: the H.264 encoder was built without nasm; figures are about 2.7x too slow"
+        );
+    }
+    let threads = std::env::var("KINORA_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let Ok(pool) = EnginePool::new(threads) else {
+        let _ = writeln!(err, "cannot start the engine pool");
+        std::process::exit(1);
+    };
+    let cases = [
+        Case {
+            name: "T1 text2video 720p 5 s",
+            mode: Mode::Std,
+            seconds: 5,
+        },
+        Case {
+            name: "T2 text2video 1080p 10 s",
+            mode: Mode::Pro,
+            seconds: 10,
+        },
+    ];
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "pool threads: {threads}, encoder assembly: {ENCODER_HAS_ASSEMBLY}, runs: {RUNS} (+1 warm-up)");
+    let _ = writeln!(
+        out,
+        "{:<28} {:>9} {:>9} {:>13} {:>13} {:>14} {:>7} {:>6}",
+        "case", "median s", "min s", "enc-only med", "enc-only min", "draw 1-thr med", "MB", "eff"
+    );
+    let prompt = "a lighthouse on a cliff at sunset";
+    for case in cases {
+        let spec = Text2VideoSpec {
+            mode: case.mode,
+            duration_s: case.seconds,
+            ..Text2VideoSpec::new(prompt)
+        };
+        let cancel = CancelFlag::new();
+        let mut size_mb = 0.0;
+        let (med, min) = time(|| {
+            let out = render_text2video(&spec, &pool, &cancel);
+            if let Ok(o) = &out {
+                size_mb = o.mp4.len() as f64 / 1e6;
+            }
+            out.is_ok()
+        });
+
+        // The same frames, drawn before the clock starts.
+        let size = preset_size(case.mode, Aspect::Landscape16x9);
+        let plan = StreamPlan::new(case.mode, size, frames_for_seconds(case.seconds), &[]);
+        let scene = Scene::new(
+            scene_seed(&spec.model_name, prompt, ""),
+            prompt,
+            size.width as usize,
+            size.height as usize,
+        );
+        let frames: Vec<I420Frame> = (0..plan.frames)
+            .map(|i| {
+                let mut f = scene.blank_frame();
+                scene.draw(i, &mut f);
+                f
+            })
+            .collect();
+        let copy = |i: u32, buf: &mut I420Frame| {
+            if let Some(f) = frames.get(i as usize) {
+                buf.clone_from(f);
+            }
+        };
+        let (enc_med, enc_min) = time(|| encode_video(&plan, &pool, &cancel, &copy).is_ok());
+        // Drawing alone, on one thread: the per-frame work the pipeline adds to the encoder.
+        let mut buf = scene.blank_frame();
+        let (draw_med, _) = time(|| {
+            for i in 0..plan.frames {
+                scene.draw(i, &mut buf);
+            }
+        });
+        let _ = writeln!(
+            out,
+            "{:<28} {:>9.3} {:>9.3} {:>13.3} {:>13.3} {:>14.3} {:>7.2} {:>6.2}",
+            case.name,
+            med.as_secs_f64(),
+            min.as_secs_f64(),
+            enc_med.as_secs_f64(),
+            enc_min.as_secs_f64(),
+            draw_med.as_secs_f64(),
+            size_mb,
+            enc_med.as_secs_f64() / med.as_secs_f64()
+        );
+    }
+}

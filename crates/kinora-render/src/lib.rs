@@ -1,0 +1,19 @@
+//! The local render engine (engine revision r1): turns a validated render request and the
+//! bytes of its inputs into a real, playable H.264 MP4, a JPEG cover and optionally a
+//! watermarked copy. It is a deterministic renderer for development, tests and demos, not a
+//! generative model: controllable parameters are honoured exactly, and what a prompt
+//! describes becomes a procedural scene chosen by a hash of the prompt.
+//!
+//! The engine never touches the network, the clock, the database or the environment.
+
+pub mod audio;
+pub mod camera;
+pub mod cover;
+pub mod encode;
+pub mod engine;
+pub mod frame;
+pub mod mux;
+pub mod plan;
+pub mod scene;
+pub mod seed;
+pub mod warp;

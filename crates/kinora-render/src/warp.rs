@@ -1,0 +1,642 @@
+//! Fixed-point warps of I420 frames.
+//!
+//! A [`Transform`] maps every *output* position to a *source* position (inverse mapping), in
+//! continuous pixel coordinates: pixel (x, y) covers [x, x+1) × [y, y+1), so its centre is
+//! (x+½, y+½). Chroma planes use the same convention at half resolution, which makes the chroma
+//! matrix down(½)·M·up(2) (see [`Transform::chroma`]).
+//!
+//! Floating point is only used once per frame (or per 16 output pixels for homographies, and
+//! there only to build integers): every per-pixel quantity is an integer, so the bytes produced
+//! depend on nothing but the inputs.
+
+use crate::frame::{I420Frame, Plane};
+
+pub mod brush;
+
+/// Fractional bits of source positions. 32 bits keep the error accumulated along a row of
+/// 32 768 pixels far below one 8-bit interpolation step.
+const FRAC: u32 = 32;
+const ONE: i64 = 1 << FRAC;
+const HALF: i64 = 1 << (FRAC - 1);
+/// Bits of the bilinear weights; 8 bits keep the 2×2 sum of products inside `u32`.
+const WEIGHT_BITS: u32 = 8;
+const WEIGHT_ONE: u32 = 1 << WEIGHT_BITS;
+const WEIGHT_MASK: i64 = (1 << WEIGHT_BITS) - 1;
+/// Source positions are saturated to ±2^20 pixels: anything that far out is outside every
+/// plane, and the bound keeps all row arithmetic inside `i64`.
+const POS_LIMIT: i64 = 1 << (20 + FRAC);
+/// A homography is evaluated exactly at every `HOMOGRAPHY_STEP`-th output pixel of a row and
+/// interpolated linearly in between. Changing it changes output bytes (engine revision).
+pub const HOMOGRAPHY_STEP: usize = 16;
+const HOMOGRAPHY_STEP_SHIFT: u32 = 4;
+/// Largest output plane side; with the affine limits below it bounds every row position.
+pub const MAX_SIDE: usize = 1 << 15;
+/// Largest source plane side.
+pub const MAX_SOURCE_SIDE: usize = 1 << 24;
+/// Limits on an affine matrix: linear coefficients (scale/shear) and offsets in pixels.
+const AFFINE_LINEAR_LIMIT: f64 = 4096.0;
+const AFFINE_OFFSET_LIMIT: f64 = (1u64 << 24) as f64;
+/// Homography entries are normalised to a largest magnitude of 1 and scaled by 2^60.
+const HOMOGRAPHY_BITS: i32 = 60;
+
+/// A 3×3 projective matrix mapping output positions to source positions, row-major, acting on
+/// column vectors (x, y, 1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Transform {
+    pub m: [[f64; 3]; 3],
+}
+
+impl Default for Transform {
+    fn default() -> Self {
+        Self::IDENTITY
+    }
+}
+
+impl std::ops::Mul for Transform {
+    type Output = Transform;
+
+    /// `a * b` applies `b` first, then `a`.
+    fn mul(self, rhs: Transform) -> Transform {
+        let mut m = [[0.0; 3]; 3];
+        for (i, row) in m.iter_mut().enumerate() {
+            for (j, cell) in row.iter_mut().enumerate() {
+                *cell = self.m[i][0] * rhs.m[0][j]
+                    + self.m[i][1] * rhs.m[1][j]
+                    + self.m[i][2] * rhs.m[2][j];
+            }
+        }
+        Transform { m }
+    }
+}
+
+impl Transform {
+    pub const IDENTITY: Transform = Transform {
+        m: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+    };
+
+    pub fn from_rows(m: [[f64; 3]; 3]) -> Self {
+        Self { m }
+    }
+
+    pub fn translation(tx: f64, ty: f64) -> Self {
+        Self {
+            m: [[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]],
+        }
+    }
+
+    pub fn scale(sx: f64, sy: f64) -> Self {
+        Self {
+            m: [[sx, 0.0, 0.0], [0.0, sy, 0.0], [0.0, 0.0, 1.0]],
+        }
+    }
+
+    /// Scaling by `s` about the point (cx, cy), written out so that `s = 1` is exactly the
+    /// identity (no rounding from composing translations).
+    pub fn scale_about(s: f64, cx: f64, cy: f64) -> Self {
+        Self {
+            m: [
+                [s, 0.0, cx - s * cx],
+                [0.0, s, cy - s * cy],
+                [0.0, 0.0, 1.0],
+            ],
+        }
+    }
+
+    /// True when the bottom row is (0, 0, 1) up to a non-zero factor, so no division per pixel
+    /// is needed.
+    pub fn is_affine(&self) -> bool {
+        self.m[2][0] == 0.0 && self.m[2][1] == 0.0 && self.m[2][2] != 0.0
+    }
+
+    pub fn is_finite(&self) -> bool {
+        self.m.iter().flatten().all(|v| v.is_finite())
+    }
+
+    /// Maps a point; `None` when it lands on or behind the projection's horizon.
+    pub fn apply(&self, x: f64, y: f64) -> Option<(f64, f64)> {
+        let m = &self.m;
+        let w = m[2][0] * x + m[2][1] * y + m[2][2];
+        if w <= 0.0 || !w.is_finite() {
+            return None;
+        }
+        let u = (m[0][0] * x + m[0][1] * y + m[0][2]) / w;
+        let v = (m[1][0] * x + m[1][1] * y + m[1][2]) / w;
+        Some((u, v))
+    }
+
+    /// The same mapping for planes at half resolution: down(½)·M·up(2).
+    pub fn chroma(&self) -> Transform {
+        Transform::scale(0.5, 0.5) * *self * Transform::scale(2.0, 2.0)
+    }
+
+    /// `Some((tx, ty))` when the transform is exactly a translation by whole pixels, the case
+    /// that becomes a plain copy.
+    pub fn integer_translation(&self) -> Option<(i64, i64)> {
+        let m = &self.m;
+        let linear_is_identity = m[0][0] == 1.0
+            && m[0][1] == 0.0
+            && m[1][0] == 0.0
+            && m[1][1] == 1.0
+            && m[2][0] == 0.0
+            && m[2][1] == 0.0
+            && m[2][2] == 1.0;
+        let (tx, ty) = (m[0][2], m[1][2]);
+        let whole = |v: f64| v.is_finite() && v == libm::trunc(v) && v.abs() <= AFFINE_OFFSET_LIMIT;
+        if linear_is_identity && whole(tx) && whole(ty) {
+            Some((tx as i64, ty as i64))
+        } else {
+            None
+        }
+    }
+}
+
+/// What an output pixel receives when its source position is outside the source plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaneEdge {
+    /// Positions outside are moved to the nearest edge sample.
+    Clamp,
+    /// Positions outside the plane's area [0, w) × [0, h) get this value; positions inside the
+    /// area but within half a pixel of its border interpolate against the clamped edge.
+    Fill(u8),
+}
+
+/// [`PlaneEdge`] for a whole frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edge {
+    Clamp,
+    /// Fill colour as limited-range (Y, U, V).
+    Fill(u8, u8, u8),
+}
+
+impl Edge {
+    fn planes(self) -> [PlaneEdge; 3] {
+        match self {
+            Edge::Clamp => [PlaneEdge::Clamp; 3],
+            Edge::Fill(y, u, v) => [PlaneEdge::Fill(y), PlaneEdge::Fill(u), PlaneEdge::Fill(v)],
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WarpError {
+    #[error("plane {width}x{height} with stride {stride} and {len} bytes is malformed")]
+    BadPlane {
+        width: usize,
+        height: usize,
+        stride: usize,
+        len: usize,
+    },
+    #[error(
+        "planes are limited to {MAX_SIDE} (output) and {MAX_SOURCE_SIDE} (source) samples per side"
+    )]
+    TooLarge,
+    #[error("transform is not finite or exceeds the kernel's fixed-point range")]
+    TransformOutOfRange,
+    #[error("frames differ in size")]
+    SizeMismatch,
+}
+
+fn check_plane(p: &Plane) -> Result<(), WarpError> {
+    let bad = WarpError::BadPlane {
+        width: p.width,
+        height: p.height,
+        stride: p.stride,
+        len: p.data.len(),
+    };
+    if p.width == 0 || p.height == 0 || p.stride < p.width {
+        return Err(bad);
+    }
+    let needed = (p.height - 1)
+        .checked_mul(p.stride)
+        .and_then(|v| v.checked_add(p.width));
+    match needed {
+        Some(n) if n <= p.data.len() => Ok(()),
+        _ => Err(bad),
+    }
+}
+
+/// Warps all three planes of `src` into `dst` (whose size is the output size); the chroma
+/// planes use [`Transform::chroma`]. Nothing is allocated.
+pub fn warp_frame(
+    src: &I420Frame,
+    transform: &Transform,
+    edge: Edge,
+    dst: &mut I420Frame,
+) -> Result<(), WarpError> {
+    let [ey, eu, ev] = edge.planes();
+    let chroma = transform.chroma();
+    warp_plane(&src.y, transform, ey, &mut dst.y)?;
+    warp_plane(&src.u, &chroma, eu, &mut dst.u)?;
+    warp_plane(&src.v, &chroma, ev, &mut dst.v)
+}
+
+/// Warps one plane. Integer translations (including the identity) are copied; other affine
+/// matrices use the affine kernel; anything with perspective uses the interpolated homography
+/// kernel.
+pub fn warp_plane(
+    src: &Plane,
+    transform: &Transform,
+    edge: PlaneEdge,
+    dst: &mut Plane,
+) -> Result<(), WarpError> {
+    check_plane(src)?;
+    check_plane(dst)?;
+    // Source sides below 2^24 keep `side · 2^32` (the span bounds) inside i64.
+    let source_too_large = src.width > MAX_SOURCE_SIDE || src.height > MAX_SOURCE_SIDE;
+    if dst.width > MAX_SIDE || dst.height > MAX_SIDE || source_too_large {
+        return Err(WarpError::TooLarge);
+    }
+    if !transform.is_finite() {
+        return Err(WarpError::TransformOutOfRange);
+    }
+    if let Some((tx, ty)) = transform.integer_translation() {
+        copy_translated(src, tx, ty, edge, dst);
+        return Ok(());
+    }
+    if transform.is_affine() {
+        let fx = AffineFx::new(transform)?;
+        for y in 0..dst.height {
+            let (s0, t0) = fx.row_start(y);
+            linear_run(src, s0, fx.a, t0, fx.d, edge, dst.row_mut(y));
+        }
+    } else {
+        let fx = HomographyFx::new(transform)?;
+        for y in 0..dst.height {
+            homography_row(src, &fx, y, edge, dst.row_mut(y));
+        }
+    }
+    Ok(())
+}
+
+/// Converts a coefficient to fixed point with `bits` fractional bits. `round` is exactly
+/// specified, and the `as` cast saturates, so the result is the same on every platform.
+fn to_fixed(v: f64, bits: i32) -> i64 {
+    libm::round(libm::ldexp(v, bits)) as i64
+}
+
+/// An affine matrix in fixed point, already shifted so that positions are *sample* indices
+/// (pixel centres at integers): s = a·(x+½) + b·(y+½) + c − ½.
+struct AffineFx {
+    a: i64,
+    b: i64,
+    c: i64,
+    d: i64,
+    e: i64,
+    f: i64,
+}
+
+impl AffineFx {
+    fn new(t: &Transform) -> Result<Self, WarpError> {
+        let w = t.m[2][2];
+        let lin = [t.m[0][0] / w, t.m[0][1] / w, t.m[1][0] / w, t.m[1][1] / w];
+        let off = [t.m[0][2] / w, t.m[1][2] / w];
+        let in_range = lin.iter().all(|v| v.abs() <= AFFINE_LINEAR_LIMIT)
+            && off.iter().all(|v| v.abs() <= AFFINE_OFFSET_LIMIT);
+        if !in_range {
+            return Err(WarpError::TransformOutOfRange);
+        }
+        let bits = FRAC as i32;
+        Ok(Self {
+            a: to_fixed(lin[0], bits),
+            b: to_fixed(lin[1], bits),
+            c: to_fixed(off[0], bits) - HALF,
+            d: to_fixed(lin[2], bits),
+            e: to_fixed(lin[3], bits),
+            f: to_fixed(off[1], bits) - HALF,
+        })
+    }
+
+    /// Source sample position of output pixel (0, y). Bounds: |a|,|b| ≤ 2^44, y < 2^15 and
+    /// |c| ≤ 2^56, so the sum stays below 2^62.
+    fn row_start(&self, y: usize) -> (i64, i64) {
+        let y2 = 2 * y as i64 + 1;
+        let s = ((self.a + self.b * y2) >> 1) + self.c;
+        let t = ((self.d + self.e * y2) >> 1) + self.f;
+        (s, t)
+    }
+}
+
+/// A homography normalised to a largest entry of magnitude 1 and scaled by 2^60, evaluated in
+/// `i128` so that the exact knots are pure integer arithmetic.
+struct HomographyFx {
+    h: [[i128; 3]; 3],
+}
+
+impl HomographyFx {
+    fn new(t: &Transform) -> Result<Self, WarpError> {
+        let max = t.m.iter().flatten().fold(0.0f64, |acc, v| acc.max(v.abs()));
+        if max == 0.0 || !max.is_finite() {
+            return Err(WarpError::TransformOutOfRange);
+        }
+        let mut h = [[0i128; 3]; 3];
+        for (row, src) in h.iter_mut().zip(t.m.iter()) {
+            for (cell, v) in row.iter_mut().zip(src.iter()) {
+                *cell = to_fixed(v / max, HOMOGRAPHY_BITS) as i128;
+            }
+        }
+        Ok(Self { h })
+    }
+
+    /// Sample position of the centre of output pixel (x, y), exact up to the final division.
+    /// Entries are ≤ 2^60 and doubled coordinates ≤ 2^17, so numerators stay below 2^79 and
+    /// 2^111 after the shift.
+    fn eval(&self, x: i64, y: usize) -> (i64, i64) {
+        let (x2, y2) = (2 * x as i128 + 1, 2 * y as i128 + 1);
+        let h = &self.h;
+        let den = h[2][0] * x2 + h[2][1] * y2 + h[2][2] * 2;
+        if den <= 0 {
+            // Behind the camera: send it far outside, which every edge mode treats as outside.
+            return (-POS_LIMIT, -POS_LIMIT);
+        }
+        let nu = h[0][0] * x2 + h[0][1] * y2 + h[0][2] * 2;
+        let nv = h[1][0] * x2 + h[1][1] * y2 + h[1][2] * 2;
+        let limit = POS_LIMIT as i128;
+        let u = ((nu << FRAC) / den).clamp(-limit, limit) as i64;
+        let v = ((nv << FRAC) / den).clamp(-limit, limit) as i64;
+        (u - HALF, v - HALF)
+    }
+}
+
+fn homography_row(src: &Plane, fx: &HomographyFx, y: usize, edge: PlaneEdge, out: &mut [u8]) {
+    let mut x0 = 0usize;
+    let (mut s, mut t) = fx.eval(0, y);
+    for chunk in out.chunks_mut(HOMOGRAPHY_STEP) {
+        // The knot after a short last chunk is still HOMOGRAPHY_STEP away, so the step is
+        // always a shift; |difference| ≤ 2^53 keeps 16 steps inside i64.
+        let (s1, t1) = fx.eval((x0 + HOMOGRAPHY_STEP) as i64, y);
+        let ds = (s1 - s) >> HOMOGRAPHY_STEP_SHIFT;
+        let dt = (t1 - t) >> HOMOGRAPHY_STEP_SHIFT;
+        linear_run(src, s, ds, t, dt, edge, chunk);
+        s = s1;
+        t = t1;
+        x0 += HOMOGRAPHY_STEP;
+    }
+}
+
+/// The range of x in [0, n) for which lo ≤ s0 + x·ds < hi.
+fn span_1d(s0: i64, ds: i64, lo: i64, hi: i64, n: usize) -> (usize, usize) {
+    let n = n as i64;
+    if hi <= lo {
+        return (0, 0);
+    }
+    let (start, end) = match ds.signum() {
+        0 => {
+            if lo <= s0 && s0 < hi {
+                (0, n)
+            } else {
+                (0, 0)
+            }
+        }
+        1 => (ceil_div(lo - s0, ds), ceil_div(hi - s0, ds)),
+        _ => {
+            let neg = -ds;
+            ((s0 - hi).div_euclid(neg) + 1, (s0 - lo).div_euclid(neg) + 1)
+        }
+    };
+    let start = start.clamp(0, n);
+    let end = end.clamp(start, n);
+    (start as usize, end as usize)
+}
+
+fn ceil_div(a: i64, b: i64) -> i64 {
+    -((-a).div_euclid(b))
+}
+
+/// Fills `out` with samples at s0 + x·ds, t0 + x·dt. The sub-span where all four bilinear taps
+/// are inside the plane is found analytically and runs without any checks of position; the
+/// rest goes through the edge rule. Both paths use the same formula, so the split never
+/// changes a byte.
+fn linear_run(src: &Plane, s0: i64, ds: i64, t0: i64, dt: i64, edge: PlaneEdge, out: &mut [u8]) {
+    let n = out.len();
+    let (w, h) = (src.width as i64, src.height as i64);
+    let (s_hi, t_hi) = ((w - 1) * ONE, (h - 1) * ONE);
+    let last = n.saturating_sub(1) as i64;
+    let inside = |s: i64, t: i64| 0 <= s && s < s_hi && 0 <= t && t < t_hi;
+    // Positions are linear in x, so both ends inside means the whole run is inside; this
+    // spares the divisions for the many short homography runs that lie within the plane.
+    let (start, end) = if n > 0 && inside(s0, t0) && inside(s0 + last * ds, t0 + last * dt) {
+        (0, n)
+    } else {
+        let (sa, sb) = span_1d(s0, ds, 0, s_hi, n);
+        let (ta, tb) = span_1d(t0, dt, 0, t_hi, n);
+        let (start, end) = (sa.max(ta), sb.min(tb));
+        if start < end {
+            (start, end)
+        } else {
+            (n, n)
+        }
+    };
+    for (x, px) in out.iter_mut().enumerate().take(start) {
+        let x = x as i64;
+        *px = sample_edge(src, s0 + x * ds, t0 + x * dt, edge);
+    }
+    let stride = src.stride;
+    let data = &src.data[..];
+    for (x, px) in out.iter_mut().enumerate().take(end).skip(start) {
+        let x = x as i64;
+        let (s, t) = (s0 + x * ds, t0 + x * dt);
+        // Inside the span 0 ≤ s >> FRAC ≤ w − 2 and 0 ≤ t >> FRAC ≤ h − 2, so the four taps
+        // lie inside the plane (checked by `check_plane`).
+        let idx = (t >> FRAC) as usize * stride + (s >> FRAC) as usize;
+        let fx = ((s >> (FRAC - WEIGHT_BITS)) & WEIGHT_MASK) as u32;
+        let fy = ((t >> (FRAC - WEIGHT_BITS)) & WEIGHT_MASK) as u32;
+        *px = bilinear(
+            data[idx],
+            data[idx + 1],
+            data[idx + stride],
+            data[idx + stride + 1],
+            fx,
+            fy,
+        );
+    }
+    for (x, px) in out.iter_mut().enumerate().skip(end) {
+        let x = x as i64;
+        *px = sample_edge(src, s0 + x * ds, t0 + x * dt, edge);
+    }
+}
+
+#[inline(always)]
+fn bilinear(p00: u8, p01: u8, p10: u8, p11: u8, fx: u32, fy: u32) -> u8 {
+    let top = p00 as u32 * (WEIGHT_ONE - fx) + p01 as u32 * fx;
+    let bottom = p10 as u32 * (WEIGHT_ONE - fx) + p11 as u32 * fx;
+    let sum = top * (WEIGHT_ONE - fy) + bottom * fy;
+    ((sum + (1 << (2 * WEIGHT_BITS - 1))) >> (2 * WEIGHT_BITS)) as u8
+}
+
+fn sample_edge(src: &Plane, s: i64, t: i64, edge: PlaneEdge) -> u8 {
+    let (w, h) = (src.width as i64, src.height as i64);
+    if let PlaneEdge::Fill(value) = edge {
+        let outside = s < -HALF || s >= w * ONE - HALF || t < -HALF || t >= h * ONE - HALF;
+        if outside {
+            return value;
+        }
+    }
+    let (xi, yi) = (s >> FRAC, t >> FRAC);
+    let fx = ((s >> (FRAC - WEIGHT_BITS)) & WEIGHT_MASK) as u32;
+    let fy = ((t >> (FRAC - WEIGHT_BITS)) & WEIGHT_MASK) as u32;
+    let cx = |v: i64| v.clamp(0, w - 1) as usize;
+    let cy = |v: i64| v.clamp(0, h - 1) as usize;
+    let (x0, x1, y0, y1) = (cx(xi), cx(xi + 1), cy(yi), cy(yi + 1));
+    bilinear(
+        src.get(x0, y0),
+        src.get(x1, y0),
+        src.get(x0, y1),
+        src.get(x1, y1),
+        fx,
+        fy,
+    )
+}
+
+/// out(x, y) = src(x + tx, y + ty), with the edge rule where that is outside. Matches what the
+/// bilinear kernels give at whole-pixel positions, byte for byte.
+fn copy_translated(src: &Plane, tx: i64, ty: i64, edge: PlaneEdge, dst: &mut Plane) {
+    let (w, h) = (src.width as i64, src.height as i64);
+    let n = dst.width as i64;
+    // Output columns whose source column is inside: 0 ≤ x + tx < w.
+    let x_start = (-tx).clamp(0, n);
+    let x_end = (w - tx).clamp(x_start, n);
+    for y in 0..dst.height {
+        let sy = y as i64 + ty;
+        let out = dst.row_mut(y);
+        let sy = match edge {
+            PlaneEdge::Fill(v) if sy < 0 || sy >= h => {
+                out.fill(v);
+                continue;
+            }
+            _ => sy.clamp(0, h - 1) as usize,
+        };
+        let row = src.row(sy);
+        let (xs, xe) = (x_start as usize, x_end as usize);
+        let (left, right) = match edge {
+            PlaneEdge::Fill(v) => (v, v),
+            PlaneEdge::Clamp => (row[0], row[row.len() - 1]),
+        };
+        out[..xs].fill(left);
+        if xs < xe {
+            let from = (xs as i64 + tx) as usize;
+            out[xs..xe].copy_from_slice(&row[from..from + (xe - xs)]);
+        }
+        out[xe..].fill(right);
+    }
+}
+
+/// Shifts every row of `src` horizontally by `shift(y)` pixels (positive moves the content
+/// left, like the matrices here: output x samples source x + shift) with bilinear sampling.
+/// Serves per-row effects such as the motion brush's wind shimmer.
+pub fn shift_rows(
+    src: &Plane,
+    shift: impl Fn(usize) -> f64,
+    edge: PlaneEdge,
+    dst: &mut Plane,
+) -> Result<(), WarpError> {
+    check_plane(src)?;
+    check_plane(dst)?;
+    if src.height != dst.height {
+        return Err(WarpError::SizeMismatch);
+    }
+    if dst.width > MAX_SIDE || src.width > MAX_SOURCE_SIDE {
+        return Err(WarpError::TooLarge);
+    }
+    for y in 0..dst.height {
+        // Clamping keeps s0 + x·ONE inside i64 for any shift, NaN included (it becomes 0).
+        let s0 = to_fixed(
+            shift(y).clamp(-AFFINE_OFFSET_LIMIT, AFFINE_OFFSET_LIMIT),
+            FRAC as i32,
+        );
+        linear_run(src, s0, ONE, y as i64 * ONE, 0, edge, dst.row_mut(y));
+    }
+    Ok(())
+}
+
+/// Cross-fades two frames of the same size into `out`: weight 0 gives `a` exactly and
+/// [`BLEND_ONE`] gives `b` exactly.
+pub fn blend_frames(
+    a: &I420Frame,
+    b: &I420Frame,
+    weight_b: u32,
+    out: &mut I420Frame,
+) -> Result<(), WarpError> {
+    let w = weight_b.min(BLEND_ONE);
+    for (pa, pb, po) in [
+        (&a.y, &b.y, &mut out.y),
+        (&a.u, &b.u, &mut out.u),
+        (&a.v, &b.v, &mut out.v),
+    ] {
+        check_plane(pa)?;
+        check_plane(pb)?;
+        check_plane(po)?;
+        let same = |p: &Plane| p.width == po.width && p.height == po.height;
+        if !same(pa) || !same(pb) {
+            return Err(WarpError::SizeMismatch);
+        }
+        for y in 0..po.height {
+            let (ra, rb) = (pa.row(y), pb.row(y));
+            for ((o, &va), &vb) in po.row_mut(y).iter_mut().zip(ra).zip(rb) {
+                *o = ((va as u32 * (BLEND_ONE - w) + vb as u32 * w + BLEND_ONE / 2) >> BLEND_BITS)
+                    as u8;
+            }
+        }
+    }
+    Ok(())
+}
+
+const BLEND_BITS: u32 = 16;
+/// Full weight for [`blend_frames`].
+pub const BLEND_ONE: u32 = 1 << BLEND_BITS;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_matches_brute_force() {
+        let cases = [
+            (-5 * ONE + 7, ONE / 3, 0, 9 * ONE, 40),
+            (20 * ONE, -ONE / 2 - 3, 0, 9 * ONE, 60),
+            (3 * ONE, 0, 0, 9 * ONE, 10),
+            (-3 * ONE, 0, 0, 9 * ONE, 10),
+            (0, 1, 0, 5, 10),
+            (9 * ONE - 1, -ONE, 0, 9 * ONE, 12),
+            (-ONE, 2 * ONE, ONE, 3 * ONE, 8),
+        ];
+        for (s0, ds, lo, hi, n) in cases {
+            let (a, b) = span_1d(s0, ds, lo, hi, n);
+            for x in 0..n {
+                let s = s0 + x as i64 * ds;
+                let inside = lo <= s && s < hi;
+                assert_eq!(
+                    inside,
+                    x >= a && x < b,
+                    "case {s0} {ds} x={x} span {a}..{b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bilinear_exact_at_corners() {
+        assert_eq!(bilinear(10, 200, 30, 40, 0, 0), 10);
+        assert_eq!(bilinear(255, 255, 255, 255, 255, 255), 255);
+        assert_eq!(bilinear(0, 255, 0, 255, 128, 77), 128);
+    }
+
+    #[test]
+    fn row_shift_by_whole_pixels_matches_translation() {
+        let mut src = Plane::new(37, 5, 0);
+        for (i, v) in src.data.iter_mut().enumerate() {
+            *v = (i * 7) as u8;
+        }
+        let mut shifted = Plane::new(37, 5, 0);
+        let mut moved = Plane::new(37, 5, 0);
+        let t = Transform::translation(3.0, 0.0);
+        shift_rows(&src, |_| 3.0, PlaneEdge::Clamp, &mut shifted).unwrap();
+        warp_plane(&src, &t, PlaneEdge::Clamp, &mut moved).unwrap();
+        assert_eq!(shifted, moved);
+    }
+
+    #[test]
+    fn chroma_matrix_halves_translation() {
+        let c = Transform::translation(4.0, -6.0).chroma();
+        assert_eq!(c.integer_translation(), Some((2, -3)));
+    }
+}

@@ -1,0 +1,154 @@
+//! Tasks run end to end on the built-in render engine through the real worker pipeline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kinora_core::time::SystemClock;
+use kinora_core::{
+    AccountId, Dialect, FailureClass, JobKind, NewTask, TaskId, TaskKind, TaskState,
+};
+use kinora_media::video::{probe_video, Container};
+use kinora_providers::local::LocalProvider;
+use kinora_providers::Providers;
+use kinora_server::config::QueueConfig;
+use kinora_server::pipeline::Pipeline;
+use kinora_server::worker::Workers;
+use kinora_storage::{ObjectKey, ObjectStorage, StorageConfig};
+use kinora_store::Store;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn task(account: AccountId, kind: TaskKind, request: serde_json::Value) -> NewTask {
+    NewTask {
+        id: TaskId::new(),
+        account_id: account,
+        dialect: Dialect::Unified,
+        kind,
+        model: "kling-v2-6".into(),
+        request,
+        external_task_id: None,
+        callback_url: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn text2video_renders_a_real_mp4_into_storage() {
+    let db = kinora_store::testing::sqlite(Arc::new(SystemClock)).await;
+    let store: Arc<dyn Store> = db.store.clone();
+    let storage = ObjectStorage::open(&StorageConfig::Memory).expect("storage");
+    let mut providers = Providers::new();
+    providers.add_channel(
+        "local",
+        Arc::new(LocalProvider::new(Some(2)).expect("engine")),
+    );
+    providers.set_default_channel("local");
+    let pipeline = Arc::new(Pipeline {
+        store: store.clone(),
+        storage: storage.clone(),
+        providers: Arc::new(providers),
+        clock: Arc::new(SystemClock),
+    });
+    let queue = QueueConfig {
+        poll_interval_ms: 50,
+        heartbeat_seconds: 1,
+        lease_seconds: 30,
+        ..QueueConfig::default()
+    };
+    let mut workers = Workers::new(store.clone(), queue, Duration::from_secs(5));
+    for handler in pipeline.handlers() {
+        workers = workers.with_handler(handler);
+    }
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(workers.run(stop.clone()));
+
+    let account = store.create_account("acme").await.expect("account");
+    let request = json!({ "prompt": "a paper boat on a pond", "mode": "std", "aspect_ratio": "16:9", "duration": "1", "sound": "on" });
+    let (rendered, _) = store
+        .create_task(
+            task(account.id, TaskKind::Text2Video, request),
+            JobKind::SUBMIT_TASK,
+        )
+        .await
+        .expect("task");
+    let (unsupported, _) = store
+        .create_task(
+            task(
+                account.id,
+                TaskKind::MotionControl,
+                json!({ "prompt": "dance" }),
+            ),
+            JobKind::SUBMIT_TASK,
+        )
+        .await
+        .expect("task");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !store
+        .unfinished_task_ids(10)
+        .await
+        .expect("unfinished")
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tasks did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    running.await.expect("workers stop");
+
+    let done = store
+        .get_task(account.id, rendered.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(done.state, TaskState::Succeeded, "{done:?}");
+    assert!(
+        done.started_at.is_some(),
+        "the task was running while the engine rendered"
+    );
+    let result = done.result.expect("result");
+    assert_eq!(result["engine"]["name"], "kinora-local");
+    assert_eq!(result["engine"]["deterministic"], true);
+    let video = &result["videos"][0];
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    assert_eq!(video["duration"], "1");
+    let key = ObjectKey::parse(video["key"].as_str().expect("key")).expect("key");
+    assert!(key
+        .as_str()
+        .starts_with(&format!("tasks/{}/outputs/", done.id)));
+    let mp4 = storage.get_bytes(&key).await.expect("stored video");
+    let info = probe_video("video", &mp4).await.expect("a real MP4");
+    assert_eq!(info.container, Container::Mp4);
+    assert_eq!(
+        (info.width, info.height, info.frame_count, info.duration_ms),
+        (1280, 720, 24, 1000)
+    );
+    assert_eq!(info.video_codec, "avc1");
+    assert!(info.has_audio, "sound on gives an audio track");
+    let cover = ObjectKey::parse(video["cover_key"].as_str().expect("cover key")).expect("key");
+    assert!(
+        storage
+            .get_bytes(&cover)
+            .await
+            .expect("cover")
+            .starts_with(&[0xFF, 0xD8]),
+        "JPEG cover"
+    );
+
+    let refused = store
+        .get_task(account.id, unsupported.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(refused.state, TaskState::Failed);
+    assert_eq!(refused.failure_class, Some(FailureClass::InvalidInput));
+    assert_eq!(
+        refused.failure_message.as_deref(),
+        Some("motion_control is not supported by the local engine yet")
+    );
+}
