@@ -4,6 +4,9 @@
 //!
 //! Release builds only: `cargo bench -p kinora-render`. KINORA_BENCH_THREADS sets the pool
 //! size (default 2, the reference machine's core count).
+//!
+//! Peak memory of the 1080p 10 s render is measured in a child process (this same binary,
+//! started with `--peak-rss-case`), so the parent's pre-rendered frames do not count.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -38,7 +41,49 @@ fn time<T>(mut f: impl FnMut() -> T) -> (Duration, Duration) {
     (times[RUNS / 2], times[0])
 }
 
-fn main() {
+const PEAK_RSS_ARG: &str = "--peak-rss-case";
+
+/// The process's peak resident set size in kB, as Linux reports it.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Child side: one 1080p 10 s render, then its peak RSS on stdout.
+fn run_peak_rss_case(threads: usize) -> std::process::ExitCode {
+    let Ok(pool) = EnginePool::new(threads) else {
+        return std::process::ExitCode::FAILURE;
+    };
+    let spec = Text2VideoSpec {
+        mode: Mode::Pro,
+        duration_s: 10,
+        ..Text2VideoSpec::new("a lighthouse on a cliff at sunset")
+    };
+    if render_text2video(&spec, &pool, &CancelFlag::new()).is_err() {
+        return std::process::ExitCode::FAILURE;
+    }
+    match peak_rss_kb() {
+        Some(kb) => {
+            println!("{kb}");
+            std::process::ExitCode::SUCCESS
+        }
+        None => std::process::ExitCode::FAILURE,
+    }
+}
+
+/// Parent side: runs the child and reads its answer.
+fn measure_peak_rss(threads: usize) -> Option<u64> {
+    let exe = std::env::current_exe().ok()?;
+    let output = std::process::Command::new(exe)
+        .arg(PEAK_RSS_ARG)
+        .env("KINORA_BENCH_THREADS", threads.to_string())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
+fn main() -> std::process::ExitCode {
     let mut err = std::io::stderr();
     if cfg!(debug_assertions) {
         let _ = writeln!(
@@ -57,6 +102,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
+    if std::env::args().any(|a| a == PEAK_RSS_ARG) {
+        return run_peak_rss_case(threads);
+    }
     let Ok(pool) = EnginePool::new(threads) else {
         let _ = writeln!(err, "cannot start the engine pool");
         std::process::exit(1);
@@ -139,4 +187,17 @@ fn main() {
             enc_med.as_secs_f64() / med.as_secs_f64()
         );
     }
+    match measure_peak_rss(threads) {
+        Some(kb) => {
+            let _ = writeln!(
+                out,
+                "peak RSS, text2video 1080p 10 s in its own process: {:.1} MB (target <= 400 MB)",
+                kb as f64 / 1024.0
+            );
+        }
+        None => {
+            let _ = writeln!(out, "peak RSS: could not be measured (needs Linux /proc)");
+        }
+    }
+    std::process::ExitCode::SUCCESS
 }
