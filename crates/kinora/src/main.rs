@@ -10,7 +10,10 @@ use kinora_server::Config;
 #[command(
     name = "kinora",
     version,
-    about = "A self-hostable, Kling-compatible video-generation API server"
+    about = "A self-hostable, Kling-compatible video-generation API server",
+    after_help = "Out of the box every model is served by the built-in local render engine: real H.264 \
+        MP4s that honour the request's controllable parameters, whose pictures are deterministic \
+        procedural renders for development, tests and demos, not AI generations."
 )]
 struct Cli {
     /// TOML configuration file. Without one, embedded defaults apply; KINORA_* variables

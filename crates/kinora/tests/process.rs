@@ -430,3 +430,12 @@ fn migrate_creates_the_default_database() {
         "migrations are idempotent: {again:?}"
     );
 }
+
+#[test]
+fn help_says_what_the_built_in_engine_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(dir.path(), &["--help"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not AI generations"), "{text}");
+}
