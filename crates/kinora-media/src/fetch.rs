@@ -43,6 +43,25 @@ pub struct FetchConfig {
     pub max_redirects: u32,
 }
 
+impl FetchConfig {
+    /// Checks the settings without building a client; returns the parsed allow-list.
+    pub fn validate(&self) -> Result<AllowList, Error> {
+        let allow = AllowList::parse(&self.allow)?;
+        for (name, value) in [
+            ("connect_timeout_seconds", self.connect_timeout_seconds),
+            ("total_timeout_seconds", self.total_timeout_seconds),
+        ] {
+            if value == 0 {
+                return Err(Error::new(
+                    ErrorCode::Config,
+                    format!("fetch {name} must be at least 1"),
+                ));
+            }
+        }
+        Ok(allow)
+    }
+}
+
 impl Default for FetchConfig {
     fn default() -> Self {
         Self {
@@ -66,18 +85,7 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(config: &FetchConfig) -> Result<Self, Error> {
-        let allow = Arc::new(AllowList::parse(&config.allow)?);
-        for (name, value) in [
-            ("connect_timeout_seconds", config.connect_timeout_seconds),
-            ("total_timeout_seconds", config.total_timeout_seconds),
-        ] {
-            if value == 0 {
-                return Err(Error::new(
-                    ErrorCode::Config,
-                    format!("fetch {name} must be at least 1"),
-                ));
-            }
-        }
+        let allow = Arc::new(config.validate()?);
         let connect_timeout = Duration::from_secs(config.connect_timeout_seconds);
         let client = reqwest::Client::builder()
             // Redirects are followed by hand so that every hop is checked.

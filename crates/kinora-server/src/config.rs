@@ -306,7 +306,9 @@ impl Config {
                 "database.url must start with sqlite://, postgres:// or postgresql://",
             ));
         }
-        kinora_media::fetch::Fetcher::new(&self.fetch).map_err(|e| config_error(e.message()))?;
+        self.fetch
+            .validate()
+            .map_err(|e| config_error(e.message()))?;
         if self.storage.backend == StorageBackend::S3 && self.storage.s3.bucket.is_empty() {
             return Err(config_error(
                 "storage.s3.bucket is required when storage.backend is \"s3\"",

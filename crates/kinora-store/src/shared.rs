@@ -18,6 +18,11 @@ macro_rules! job_columns {
 
 pub(crate) use {job_columns, task_columns};
 
+/// Marks a leased job done; binds (now, id, owner).
+pub(crate) const COMPLETE_JOB: &str = "UPDATE jobs SET state = 'done', lease_owner = NULL, \
+     lease_until = NULL, finished_at = $1, updated_at = $1 \
+     WHERE id = $2 AND state = 'running' AND lease_owner = $3";
+
 pub(crate) const INSERT_JOB: &str = "INSERT INTO jobs \
      (kind, payload, task_id, state, attempts, max_attempts, next_run_at, created_at, updated_at) \
      VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6) RETURNING id";
@@ -288,11 +293,7 @@ macro_rules! impl_store {
             async fn complete_job_and_enqueue(&self, id: $crate::JobId, owner: &str, next: $crate::NewJob) -> $crate::Result<$crate::JobId> {
                 let now = self.clock.now_ms();
                 let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
-                let done = sqlx::query(
-                    "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, \
-                     finished_at = $1, updated_at = $1 \
-                     WHERE id = $2 AND state = 'running' AND lease_owner = $3",
-                )
+                let done = sqlx::query($crate::shared::COMPLETE_JOB)
                 .bind(now)
                 .bind(id)
                 .bind(owner)
@@ -333,11 +334,7 @@ macro_rules! impl_store {
             }
 
             async fn complete_job(&self, id: $crate::JobId, owner: &str) -> $crate::Result<()> {
-                let query = sqlx::query(
-                    "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, \
-                     finished_at = $1, updated_at = $1 \
-                     WHERE id = $2 AND state = 'running' AND lease_owner = $3",
-                )
+                let query = sqlx::query($crate::shared::COMPLETE_JOB)
                 .bind(self.clock.now_ms())
                 .bind(id)
                 .bind(owner);
