@@ -12,10 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use kinora_core::{ErrorCode, FailureClass, Task, TaskKind};
-use kinora_render::engine::{
-    render_text2video, CancelFlag, EnginePool, RenderError, Text2VideoSpec,
-};
+use kinora_render::engine::{CancelFlag, EnginePool, RenderError};
 use kinora_render::plan::{Aspect, Mode};
+use kinora_render::RenderSpec;
 use kinora_storage::{keys, ObjectKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -68,7 +67,7 @@ impl LocalProvider {
         })
     }
 
-    fn spec(task: &Task) -> Result<Text2VideoSpec, ProviderError> {
+    fn spec(task: &Task) -> Result<RenderSpec, ProviderError> {
         let invalid = |message: String| ProviderError::Permanent {
             class: FailureClass::InvalidInput,
             message,
@@ -81,9 +80,9 @@ impl LocalProvider {
         }
         let request: Text2VideoRequest = serde_json::from_value(task.request.clone())
             .map_err(|e| invalid(format!("the stored request cannot be rendered: {e}")))?;
-        let mut spec = Text2VideoSpec::new(request.prompt);
+        let mut spec = RenderSpec::text2video(request.prompt);
         spec.model_name = task.model.clone();
-        spec.negative_prompt = request.negative_prompt.filter(|p| !p.is_empty());
+        spec.negative_prompt = request.negative_prompt.unwrap_or_default();
         spec.cfg_scale = request.cfg_scale;
         if let Some(mode) = request.mode.as_deref() {
             spec.mode = Mode::parse(mode)
@@ -102,11 +101,12 @@ impl LocalProvider {
                 Value::String(s) => s.parse::<u64>().ok(),
                 _ => None,
             };
-            spec.duration_s = seconds.and_then(|s| u32::try_from(s).ok()).ok_or_else(|| {
-                invalid(format!(
-                    "duration {duration} is not a whole number of seconds"
-                ))
-            })?;
+            spec.duration_s =
+                Some(seconds.and_then(|s| u32::try_from(s).ok()).ok_or_else(|| {
+                    invalid(format!(
+                        "duration {duration} is not a whole number of seconds"
+                    ))
+                })?);
         }
         spec.sound = request.sound.as_deref() == Some("on");
         spec.voice_ids = request.voice_ids;
@@ -164,7 +164,7 @@ impl LocalProvider {
         };
         let pool = self.pool.clone();
         let rendered =
-            tokio::task::spawn_blocking(move || render_text2video(&spec, &pool, &cancel)).await;
+            tokio::task::spawn_blocking(move || kinora_render::render(&spec, &pool, &cancel)).await;
         watcher.abort();
         let output = match rendered {
             Ok(Ok(output)) => output,

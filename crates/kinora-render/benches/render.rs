@@ -12,13 +12,12 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use kinora_render::encode::ENCODER_HAS_ASSEMBLY;
-use kinora_render::engine::{
-    encode_video, render_text2video, CancelFlag, EnginePool, Text2VideoSpec,
-};
+use kinora_render::engine::{encode_video, CancelFlag, EnginePool};
 use kinora_render::frame::I420Frame;
 use kinora_render::plan::{frames_for_seconds, preset_size, Aspect, Mode, StreamPlan};
 use kinora_render::scene::Scene;
 use kinora_render::seed::scene_seed;
+use kinora_render::RenderSpec;
 
 const RUNS: usize = 5;
 
@@ -55,12 +54,12 @@ fn run_peak_rss_case(threads: usize) -> std::process::ExitCode {
     let Ok(pool) = EnginePool::new(threads) else {
         return std::process::ExitCode::FAILURE;
     };
-    let spec = Text2VideoSpec {
+    let spec = RenderSpec {
         mode: Mode::Pro,
-        duration_s: 10,
-        ..Text2VideoSpec::new("a lighthouse on a cliff at sunset")
+        duration_s: Some(10),
+        ..RenderSpec::text2video("a lighthouse on a cliff at sunset")
     };
-    if render_text2video(&spec, &pool, &CancelFlag::new()).is_err() {
+    if kinora_render::render(&spec, &pool, &CancelFlag::new()).is_err() {
         return std::process::ExitCode::FAILURE;
     }
     match peak_rss_kb() {
@@ -130,15 +129,15 @@ fn main() -> std::process::ExitCode {
     );
     let prompt = "a lighthouse on a cliff at sunset";
     for case in cases {
-        let spec = Text2VideoSpec {
+        let spec = RenderSpec {
             mode: case.mode,
-            duration_s: case.seconds,
-            ..Text2VideoSpec::new(prompt)
+            duration_s: Some(case.seconds),
+            ..RenderSpec::text2video(prompt)
         };
         let cancel = CancelFlag::new();
         let mut size_mb = 0.0;
         let (med, min) = time(|| {
-            let out = render_text2video(&spec, &pool, &cancel);
+            let out = kinora_render::render(&spec, &pool, &cancel);
             if let Ok(o) = &out {
                 size_mb = o.mp4.len() as f64 / 1e6;
             }

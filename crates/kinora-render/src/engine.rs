@@ -6,103 +6,11 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::audio;
-use crate::cover::cover_jpeg;
 use crate::encode::{encode_chunk, EncodeError, EncodedChunk, EncoderConfig};
 use crate::frame::I420Frame;
-use crate::mux::{
-    write_mp4, MuxError, OpusTrack, VideoSample, VideoTrack, OPUS_PACKET_SAMPLES, OPUS_TIMESCALE,
-};
-use crate::plan::{frames_for_seconds, preset_size, Aspect, Mode, StreamPlan};
-use crate::scene::Scene;
-use crate::seed::{identity, json_string, scene_seed, seed_digest, to_hex, ENGINE, REVISION};
-
-/// Model name applied when the request names none; hashed like an explicit one.
-pub const DEFAULT_MODEL: &str = "kling-v1";
-/// `cfg_scale` applied when the request gives none.
-pub const DEFAULT_CFG_SCALE: f64 = 0.5;
-/// Whole-second durations the engine renders.
-pub const DURATION_RANGE: std::ops::RangeInclusive<u32> = 1..=15;
-
-/// A text2video request with defaults applied. `cfg_scale` is recorded in the identity but
-/// has no effect on pixels.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Text2VideoSpec {
-    pub model_name: String,
-    pub prompt: String,
-    pub negative_prompt: Option<String>,
-    pub cfg_scale: Option<f64>,
-    pub mode: Mode,
-    pub aspect: Aspect,
-    pub duration_s: u32,
-    /// `sound: "on"`: a procedural Opus soundtrack of the video's length.
-    pub sound: bool,
-    /// `voice_list` ids, in order; `<<<voice_N>>>` in the prompt names the N-th.
-    pub voice_ids: Vec<String>,
-}
-
-impl Text2VideoSpec {
-    /// The API's defaults: std, 16:9, 5 s, no sound.
-    pub fn new(prompt: impl Into<String>) -> Self {
-        Self {
-            model_name: DEFAULT_MODEL.to_owned(),
-            prompt: prompt.into(),
-            negative_prompt: None,
-            cfg_scale: None,
-            mode: Mode::Std,
-            aspect: Aspect::Landscape16x9,
-            duration_s: 5,
-            sound: false,
-            voice_ids: Vec::new(),
-        }
-    }
-
-    fn cfg_scale(&self) -> f64 {
-        self.cfg_scale.unwrap_or(DEFAULT_CFG_SCALE)
-    }
-
-    fn negative_prompt(&self) -> &str {
-        self.negative_prompt.as_deref().unwrap_or("")
-    }
-
-    /// Every render-relevant field, defaults applied, keys sorted. Absent and explicit
-    /// defaults serialise alike.
-    pub fn canonical(&self) -> String {
-        format!(
-            "{{\"aspect_ratio\":{},\"cfg_scale\":{},\"duration\":{},\"endpoint\":\"text2video\",\"mode\":{},\"model_name\":{},\"negative_prompt\":{},\"prompt\":{},\"sound\":{},\"voice_list\":[{}]}}",
-            json_string(self.aspect.as_str()),
-            self.cfg_scale(),
-            self.duration_s,
-            json_string(self.mode.as_str()),
-            json_string(&self.model_name),
-            json_string(self.negative_prompt()),
-            json_string(&self.prompt),
-            json_string(if self.sound { "on" } else { "off" }),
-            self.voice_ids.iter().map(|v| json_string(v)).collect::<Vec<_>>().join(","),
-        )
-    }
-
-    fn validate(&self) -> Result<(), RenderError> {
-        if !DURATION_RANGE.contains(&self.duration_s) {
-            return Err(RenderError::Client(format!(
-                "duration {} s is outside the local engine's range of {}-{} s",
-                self.duration_s,
-                DURATION_RANGE.start(),
-                DURATION_RANGE.end()
-            )));
-        }
-        let cfg = self.cfg_scale();
-        if !cfg.is_finite() || !(0.0..=1.0).contains(&cfg) {
-            return Err(RenderError::Client(format!(
-                "cfg_scale {cfg} is outside 0-1"
-            )));
-        }
-        if !self.voice_ids.is_empty() && !self.sound {
-            return Err(RenderError::Client("voice_list needs sound on".to_owned()));
-        }
-        Ok(())
-    }
-}
+use crate::mux::{write_mp4, MuxError, OpusTrack, VideoSample, VideoTrack};
+use crate::plan::StreamPlan;
+use crate::seed::{ENGINE, REVISION};
 
 /// Metadata reported with every render.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,6 +33,8 @@ pub struct RenderMeta {
 pub struct RenderOutput {
     pub mp4: Vec<u8>,
     pub cover_jpeg: Vec<u8>,
+    /// The labelled copy, when the spec asked for a watermark (§2.6).
+    pub watermarked_mp4: Option<Vec<u8>>,
     pub meta: RenderMeta,
 }
 
@@ -205,85 +115,6 @@ impl EnginePool {
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.pool.install(f)
     }
-}
-
-/// Renders a text2video request.
-pub fn render_text2video(
-    spec: &Text2VideoSpec,
-    pool: &EnginePool,
-    cancel: &CancelFlag,
-) -> Result<RenderOutput, RenderError> {
-    spec.validate()?;
-    let size = preset_size(spec.mode, spec.aspect);
-    let plan = StreamPlan::new(spec.mode, size, frames_for_seconds(spec.duration_s), &[]);
-    let id = identity(&spec.canonical(), &[]);
-    let seed = scene_seed(&spec.model_name, &spec.prompt, spec.negative_prompt());
-    let scene = Scene::new(
-        seed,
-        &spec.prompt,
-        size.width as usize,
-        size.height as usize,
-    );
-
-    let draw = |i: u32, buf: &mut I420Frame| scene.draw(i, buf);
-    // The soundtrack and the cover are small jobs; they run beside the chunk encoders.
-    let ((chunks, cover), sound) = pool.install(|| {
-        rayon::join(
-            || {
-                rayon::join(
-                    || encode_video(&plan, pool, cancel, &draw),
-                    || {
-                        let mut first = scene.blank_frame();
-                        scene.draw(0, &mut first);
-                        cover_jpeg(&first)
-                    },
-                )
-            },
-            || soundtrack(spec, plan.frames),
-        )
-    });
-    let chunks = chunks?;
-    let cover_jpeg = cover.map_err(|e| RenderError::Internal(format!("cover: {e}")))?;
-    let sound = sound?;
-    let opus = sound.as_ref().map(|t| OpusTrack {
-        packets: &t.packets,
-        channels: t.channels,
-        pre_skip: t.pre_skip,
-    });
-    let hex = to_hex(&id);
-    let mp4 = mux_chunks(&plan, &chunks, opus.as_ref(), &title(&hex))?;
-    Ok(RenderOutput {
-        mp4,
-        cover_jpeg,
-        meta: RenderMeta {
-            width: size.width,
-            height: size.height,
-            frame_count: plan.frames,
-            duration: plan.duration_string(),
-            has_audio: opus.is_some(),
-            engine: ENGINE,
-            revision: REVISION,
-            identity: hex,
-            keyframes: plan.keyframes(),
-        },
-    })
-}
-
-fn soundtrack(spec: &Text2VideoSpec, frames: u32) -> Result<Option<audio::OpusTrack>, RenderError> {
-    if !spec.sound {
-        return Ok(None);
-    }
-    let seed = seed_digest(&spec.model_name, &spec.prompt, spec.negative_prompt());
-    let voices = audio::voice_lines_from_prompt(&spec.prompt, &spec.voice_ids);
-    let track = audio::soundtrack(&seed, u64::from(frames), &voices)
-        .map_err(|e| RenderError::Internal(format!("soundtrack: {e}")))?;
-    // The muxer writes 20 ms packets at 48 kHz; anything else would mistime the track.
-    if track.sample_rate != OPUS_TIMESCALE || track.frame_samples != OPUS_PACKET_SAMPLES {
-        return Err(RenderError::Internal(
-            "soundtrack packets are not 20 ms at 48 kHz".to_owned(),
-        ));
-    }
-    Ok(Some(track))
 }
 
 /// The one title tag of every file, naming the engine and the render.
@@ -383,51 +214,6 @@ pub fn mux_chunks(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn canonical_spec_applies_defaults() {
-        let a = Text2VideoSpec::new("a \"quoted\" prompt");
-        let mut b = a.clone();
-        b.cfg_scale = Some(0.5);
-        b.negative_prompt = Some(String::new());
-        assert_eq!(a.canonical(), b.canonical());
-        assert!(a
-            .canonical()
-            .starts_with("{\"aspect_ratio\":\"16:9\",\"cfg_scale\":0.5,\"duration\":5,"));
-        b.cfg_scale = Some(0.6);
-        assert_ne!(a.canonical(), b.canonical());
-    }
-
-    #[test]
-    fn invalid_specs_are_client_errors() {
-        let pool = EnginePool::new(1).unwrap();
-        let cancel = CancelFlag::new();
-        for spec in [
-            Text2VideoSpec {
-                duration_s: 0,
-                ..Text2VideoSpec::new("x")
-            },
-            Text2VideoSpec {
-                duration_s: 16,
-                ..Text2VideoSpec::new("x")
-            },
-            Text2VideoSpec {
-                cfg_scale: Some(f64::NAN),
-                ..Text2VideoSpec::new("x")
-            },
-            Text2VideoSpec {
-                cfg_scale: Some(1.5),
-                ..Text2VideoSpec::new("x")
-            },
-            Text2VideoSpec {
-                voice_ids: vec!["v".into()],
-                ..Text2VideoSpec::new("x")
-            },
-        ] {
-            let err = render_text2video(&spec, &pool, &cancel).unwrap_err();
-            assert!(err.is_client_error() && !err.is_retryable(), "{err}");
-        }
-    }
 
     #[test]
     fn title_names_the_engine() {

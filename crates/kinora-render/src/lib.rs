@@ -12,8 +12,14 @@ pub mod cover;
 pub mod encode;
 pub mod engine;
 pub mod frame;
+pub mod kinds;
 pub mod mux;
 pub mod plan;
 pub mod scene;
 pub mod seed;
+pub mod spec;
 pub mod warp;
+
+pub use engine::{CancelFlag, EnginePool, RenderError, RenderMeta, RenderOutput};
+pub use kinds::render;
+pub use spec::{Asset, RenderKind, RenderSpec};

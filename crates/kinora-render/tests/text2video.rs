@@ -5,25 +5,23 @@ use std::io::Write;
 use std::process::Command;
 
 use kinora_media::video::{probe_video, Container};
-use kinora_render::engine::{
-    encode_video, render_text2video, CancelFlag, EnginePool, RenderError, RenderOutput,
-    Text2VideoSpec,
-};
+use kinora_render::engine::{encode_video, CancelFlag, EnginePool, RenderError, RenderOutput};
 use kinora_render::frame::I420Frame;
 use kinora_render::plan::{preset_size, Aspect, Mode, StreamPlan};
 use kinora_render::scene::Scene;
+use kinora_render::RenderSpec;
 use openh264::formats::YUVSource;
 
-fn render(spec: &Text2VideoSpec, threads: usize) -> RenderOutput {
+fn render(spec: &RenderSpec, threads: usize) -> RenderOutput {
     let pool = EnginePool::new(threads).unwrap();
-    render_text2video(spec, &pool, &CancelFlag::new()).unwrap()
+    kinora_render::render(spec, &pool, &CancelFlag::new()).unwrap()
 }
 
-fn spec(mode: Mode, aspect: Aspect, prompt: &str) -> Text2VideoSpec {
-    Text2VideoSpec {
+fn spec(mode: Mode, aspect: Aspect, prompt: &str) -> RenderSpec {
+    RenderSpec {
         mode,
         aspect,
-        ..Text2VideoSpec::new(prompt)
+        ..RenderSpec::text2video(prompt)
     }
 }
 
@@ -278,8 +276,8 @@ fn k4_16x9() {
 
 #[test]
 fn same_spec_gives_same_bytes_for_any_pool_size() {
-    let s = Text2VideoSpec {
-        duration_s: 3,
+    let s = RenderSpec {
+        duration_s: Some(3),
         ..spec(Mode::Std, Aspect::Square1x1, "neon city at night, rain")
     };
     let a = render(&s, 1);
@@ -290,7 +288,7 @@ fn same_spec_gives_same_bytes_for_any_pool_size() {
     assert_eq!(a.meta.keyframes, vec![0, 36]);
 
     let other = render(
-        &Text2VideoSpec {
+        &RenderSpec {
             prompt: "neon city at night, rain!".into(),
             ..s.clone()
         },
@@ -302,7 +300,7 @@ fn same_spec_gives_same_bytes_for_any_pool_size() {
 
     // cfg_scale changes the identity (and so the title) but not a pixel.
     let cfg = render(
-        &Text2VideoSpec {
+        &RenderSpec {
             cfg_scale: Some(0.9),
             ..s.clone()
         },
@@ -315,7 +313,7 @@ fn same_spec_gives_same_bytes_for_any_pool_size() {
 
 #[test]
 fn sound_on_adds_one_opus_track_of_the_video_length() {
-    let s = Text2VideoSpec {
+    let s = RenderSpec {
         sound: true,
         voice_ids: vec!["narrator".into()],
         ..spec(
@@ -344,7 +342,7 @@ fn sound_on_adds_one_opus_track_of_the_video_length() {
     assert_eq!(traks, 2);
     // Sound changes the identity, so the video bytes' title differs; the pixels do not.
     let silent = render(
-        &Text2VideoSpec {
+        &RenderSpec {
             sound: false,
             voice_ids: vec![],
             ..s.clone()
@@ -392,7 +390,7 @@ fn a_set_cancel_flag_stops_the_render() {
     let pool = EnginePool::new(2).unwrap();
     let cancel = CancelFlag::new();
     cancel.cancel();
-    let err = render_text2video(&Text2VideoSpec::new("x"), &pool, &cancel).unwrap_err();
+    let err = kinora_render::render(&RenderSpec::text2video("x"), &pool, &cancel).unwrap_err();
     assert!(matches!(err, RenderError::Cancelled), "{err}");
     assert!(!err.is_client_error());
 }
