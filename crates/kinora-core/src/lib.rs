@@ -3,6 +3,7 @@
 pub mod error;
 pub mod ids;
 pub mod job;
+pub mod request;
 pub mod task;
 
 pub use error::{Error, ErrorCode};
@@ -10,4 +11,5 @@ pub use ids::{AccountId, TaskId};
 pub use job::JobKind;
 pub use task::{Dialect, FailureClass, TaskKind, TaskState};
 pub mod time;
+pub use request::GenerationRequest;
 pub use task::{NewTask, Task};

@@ -62,7 +62,7 @@ async fn text2video_renders_a_real_mp4_into_storage() {
     let running = tokio::spawn(workers.run(stop.clone()));
 
     let account = store.create_account("acme").await.expect("account");
-    let request = json!({ "prompt": "a paper boat on a pond", "mode": "std", "aspect_ratio": "16:9", "duration": "1", "sound": "on" });
+    let request = json!({ "prompt": "a paper boat on a pond", "mode": "std", "aspect_ratio": "16:9", "duration": 1, "sound": true, "watermark": true });
     let (rendered, _) = store
         .create_task(
             task(account.id, TaskKind::Text2Video, request),
@@ -140,6 +140,19 @@ async fn text2video_renders_a_real_mp4_into_storage() {
         "JPEG cover"
     );
 
+    let watermarked =
+        ObjectKey::parse(video["watermark_key"].as_str().expect("watermark key")).expect("key");
+    let copy = storage
+        .get_bytes(&watermarked)
+        .await
+        .expect("watermarked copy");
+    let copy_info = probe_video("video", &copy).await.expect("a real MP4");
+    assert_eq!(
+        (copy_info.width, copy_info.height, copy_info.frame_count),
+        (1280, 720, 24)
+    );
+    assert_ne!(copy, mp4, "the copy carries the label");
+
     let refused = store
         .get_task(account.id, unsupported.id)
         .await
@@ -149,6 +162,6 @@ async fn text2video_renders_a_real_mp4_into_storage() {
     assert_eq!(refused.failure_class, Some(FailureClass::InvalidInput));
     assert_eq!(
         refused.failure_message.as_deref(),
-        Some("motion_control is not supported by the local engine yet")
+        Some("motion_control needs image_url and video_url")
     );
 }

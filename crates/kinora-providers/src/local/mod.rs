@@ -6,17 +6,18 @@
 //! The engine is a deterministic procedural renderer for development, tests and demos, not a
 //! generative model; every result says so in its `engine` object.
 
+mod spec;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use kinora_core::{ErrorCode, FailureClass, Task, TaskKind};
+use kinora_core::{ErrorCode, FailureClass, Task};
 use kinora_render::engine::{CancelFlag, EnginePool, RenderError};
-use kinora_render::plan::{Aspect, Mode};
-use kinora_render::RenderSpec;
+use kinora_render::{Asset, RenderSpec};
 use kinora_storage::{keys, ObjectKey};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
@@ -24,26 +25,6 @@ use crate::{Progress, Provider, ProviderContext, ProviderError, Submission};
 
 pub const ENGINE_NAME: &str = "kinora-local";
 pub const ENGINE_REVISION: &str = "r1";
-
-/// The canonical text2video request as the local engine reads it from a task.
-#[derive(Debug, Deserialize)]
-struct Text2VideoRequest {
-    prompt: String,
-    #[serde(default)]
-    negative_prompt: Option<String>,
-    #[serde(default)]
-    cfg_scale: Option<f64>,
-    #[serde(default)]
-    mode: Option<String>,
-    #[serde(default)]
-    aspect_ratio: Option<String>,
-    #[serde(default)]
-    duration: Option<Value>,
-    #[serde(default)]
-    sound: Option<String>,
-    #[serde(default)]
-    voice_ids: Vec<String>,
-}
 
 pub struct LocalProvider {
     pool: Arc<EnginePool>,
@@ -67,50 +48,41 @@ impl LocalProvider {
         })
     }
 
-    fn spec(task: &Task) -> Result<RenderSpec, ProviderError> {
-        let invalid = |message: String| ProviderError::Permanent {
-            class: FailureClass::InvalidInput,
-            message,
-        };
-        if task.kind != TaskKind::Text2Video {
-            return Err(invalid(format!(
-                "{} is not supported by the local engine yet",
-                task.kind
-            )));
-        }
-        let request: Text2VideoRequest = serde_json::from_value(task.request.clone())
-            .map_err(|e| invalid(format!("the stored request cannot be rendered: {e}")))?;
-        let mut spec = RenderSpec::text2video(request.prompt);
-        spec.model_name = task.model.clone();
-        spec.negative_prompt = request.negative_prompt.unwrap_or_default();
-        spec.cfg_scale = request.cfg_scale;
-        if let Some(mode) = request.mode.as_deref() {
-            spec.mode = Mode::parse(mode)
-                .ok_or_else(|| invalid(format!("mode `{mode}` is not one of std, pro, 4k")))?;
-        }
-        if let Some(aspect) = request.aspect_ratio.as_deref() {
-            spec.aspect = Aspect::parse(aspect).ok_or_else(|| {
-                invalid(format!(
-                    "aspect_ratio `{aspect}` is not one of 16:9, 9:16, 1:1"
-                ))
-            })?;
-        }
-        if let Some(duration) = request.duration {
-            let seconds = match &duration {
-                Value::Number(n) => n.as_u64(),
-                Value::String(s) => s.parse::<u64>().ok(),
-                _ => None,
+    /// The task's render spec, with every input read from storage.
+    async fn load_spec(task: &Task, cx: &ProviderContext) -> Result<RenderSpec, ProviderError> {
+        let request = spec::request_of(task)?;
+        let mut assets = BTreeMap::new();
+        for key in spec::media_keys(&request) {
+            let object =
+                ObjectKey::parse(&key).map_err(|e| spec::invalid(format!("input {key}: {e}")))?;
+            let bytes = match cx.storage.get_bytes(&object).await {
+                Ok(bytes) => bytes,
+                Err(e) if e.code() == ErrorCode::NotFound => {
+                    return Err(spec::invalid(format!(
+                        "input {key} is no longer in storage"
+                    )))
+                }
+                Err(e) => {
+                    return Err(ProviderError::Transient {
+                        message: e.to_string(),
+                    })
+                }
             };
-            spec.duration_s =
-                Some(seconds.and_then(|s| u32::try_from(s).ok()).ok_or_else(|| {
-                    invalid(format!(
-                        "duration {duration} is not a whole number of seconds"
-                    ))
-                })?);
+            assets.insert(key, Asset::new(bytes.to_vec()));
         }
-        spec.sound = request.sound.as_deref() == Some("on");
-        spec.voice_ids = request.voice_ids;
-        Ok(spec)
+        spec::render_spec(task, &request, &assets)
+    }
+
+    /// Checks the request's fields without reading its inputs (submit must stay quick).
+    fn check_fields(task: &Task) -> Result<(), ProviderError> {
+        let request = spec::request_of(task)?;
+        // Placeholder bytes: only the fields are checked here; the real inputs are read at
+        // render time.
+        let assets = spec::media_keys(&request)
+            .into_iter()
+            .map(|k| (k, Asset::new(Vec::new())))
+            .collect();
+        spec::render_spec(task, &request, &assets).map(|_| ())
     }
 
     fn output_key(task: &Task, name: &str) -> Result<ObjectKey, ProviderError> {
@@ -145,7 +117,7 @@ impl LocalProvider {
     }
 
     async fn render(&self, task: &Task, cx: &ProviderContext) -> Result<Value, ProviderError> {
-        let spec = Self::spec(task)?;
+        let spec = Self::load_spec(task, cx).await?;
         let _permit = self
             .slots
             .acquire()
@@ -196,12 +168,17 @@ impl LocalProvider {
         };
         let video = store("video.mp4", output.mp4).await?;
         let cover = store("cover.jpg", output.cover_jpeg).await?;
+        let watermarked = match output.watermarked_mp4 {
+            Some(bytes) => Some(store("video_watermarked.mp4", bytes).await?),
+            None => None,
+        };
         let meta = output.meta;
         let result = json!({
             "videos": [{
                 "key": video.key.as_str(),
                 "size": video.size,
                 "cover_key": cover.key.as_str(),
+                "watermark_key": watermarked.as_ref().map(|w| w.key.as_str()),
                 "width": meta.width,
                 "height": meta.height,
                 "frame_count": meta.frame_count,
@@ -224,7 +201,7 @@ impl Provider for LocalProvider {
         _cx: &ProviderContext,
     ) -> Result<Submission, ProviderError> {
         // Refuse what the engine cannot render before the task counts as submitted.
-        Self::spec(task)?;
+        Self::check_fields(task)?;
         Ok(Submission {
             upstream_task_id: None,
             first_poll_after: Duration::ZERO,
