@@ -1,31 +1,40 @@
-//! Render benchmarks for the §6.1 cases the engine supports so far: text2video at 720p 5 s
-//! and 1080p 10 s, each also as an encoder-only run over the same frames pre-rendered in
-//! memory, which gives the pipeline efficiency (encoder wall / pipeline wall).
+//! Render benchmarks for the §6.1 cases the engine supports so far:
+//!
+//! * T1/T2: text2video at 720p 5 s and 1080p 10 s;
+//! * B1: image2video 720p 16:9 5 s, zoom (affine warp path);
+//! * B2: image2video 720p 5 s, combined zoom+roll+pan+tilt (homography path);
+//! * B3: image2video 1080p 10 s, combined camera.
+//!
+//! Each is also run encoder-only (E*) over the same frames pre-rendered in memory, with the same
+//! chunk plan, which gives the pipeline efficiency (encoder wall / pipeline wall). The
+//! image2video fixture is a synthetic photo-like 3840×2160 picture, JPEG-encoded at quality 90
+//! in memory before any clock starts; the timed runs include its decoding.
 //!
 //! Release builds only: `cargo bench -p kinora-render`. KINORA_BENCH_THREADS sets the pool
-//! size (default 2, the reference machine's core count).
+//! size (default 2, the reference machine's core count); KINORA_BENCH_ONLY=B2 (a case name
+//! prefix) runs one case alone, without the concurrency and memory cases.
 //!
-//! Peak memory of the 1080p 10 s render is measured in a child process (this same binary,
-//! started with `--peak-rss-case`), so the parent's pre-rendered frames do not count.
+//! Peak memory is measured in a child process (this same binary, started with
+//! `--peak-rss-case <case>`), so the parent's pre-rendered frames do not count.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use kinora_render::camera::{
+    camera_transform, default_move, Axis, AxisValues, CameraControl, CanvasLayout,
+};
 use kinora_render::encode::ENCODER_HAS_ASSEMBLY;
 use kinora_render::engine::{encode_video, CancelFlag, EnginePool};
 use kinora_render::frame::I420Frame;
+use kinora_render::kinds::image2video::image2video_frames;
 use kinora_render::plan::{frames_for_seconds, preset_size, Aspect, Mode, StreamPlan};
 use kinora_render::scene::Scene;
-use kinora_render::seed::scene_seed;
-use kinora_render::RenderSpec;
+use kinora_render::seed::{scene_seed, SplitMix64};
+use kinora_render::still::StillCanvas;
+use kinora_render::{Asset, RenderKind, RenderSpec};
 
 const RUNS: usize = 5;
-
-struct Case {
-    name: &'static str,
-    mode: Mode,
-    seconds: u32,
-}
+const PROMPT: &str = "a lighthouse on a cliff at sunset";
 
 fn time<T>(mut f: impl FnMut() -> T) -> (Duration, Duration) {
     let _ = f(); // warm-up
@@ -49,17 +58,177 @@ fn peak_rss_kb() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Child side: one 1080p 10 s render, then its peak RSS on stdout.
-fn run_peak_rss_case(threads: usize) -> std::process::ExitCode {
+/// A synthetic photo-like picture: a sky gradient, layered hills, a sun, soft clouds and a fine
+/// low-contrast texture, so it compresses and resizes like a photograph rather than like noise.
+fn photo_jpeg(width: u32, height: u32) -> Vec<u8> {
+    let mut rng = SplitMix64::new(0x9e37_79b9);
+    let grain: Vec<i32> = (0..4096).map(|_| (rng.next_u64() % 9) as i32 - 4).collect();
+    let (w, h) = (f64::from(width), f64::from(height));
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        let (u, v) = (f64::from(x) / w, f64::from(y) / h);
+        let mut c = [60.0 + 120.0 * v, 110.0 + 80.0 * v, 200.0 - 40.0 * v];
+        let sun = ((u - 0.7).powi(2) + (v - 0.3).powi(2)).sqrt();
+        if sun < 0.08 {
+            c = [250.0, 220.0, 150.0];
+        } else {
+            let glow = (0.25 - sun).max(0.0) * 3.0;
+            c = [c[0] + 120.0 * glow, c[1] + 80.0 * glow, c[2] + 20.0 * glow];
+        }
+        let cloud = (u * 9.0 + (v * 17.0).sin()).sin() * (v * 23.0).cos();
+        if v < 0.45 && cloud > 0.6 {
+            let k = (cloud - 0.6) * 1.5;
+            c = c.map(|ch| ch + (235.0 - ch) * k);
+        }
+        for (k, (base, col)) in [
+            (0.55, [70.0, 110.0, 60.0]),
+            (0.68, [50.0, 90.0, 45.0]),
+            (0.8, [35.0, 60.0, 30.0]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let kf = k as f64 + 1.0;
+            let top = base + 0.05 * (u * 6.0 * kf + kf).sin() + 0.02 * (u * 31.0 * kf).sin();
+            if v > top {
+                let shade = 1.0 - 0.3 * (v - top);
+                c = col.map(|ch| ch * shade);
+            }
+        }
+        let g = grain[((x * 31 + y * 17) % 4096) as usize];
+        image::Rgb(c.map(|ch| (ch.round() as i32 + g).clamp(0, 255) as u8))
+    });
+    let mut out = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+    if encoder.encode_image(&img).is_err() {
+        return Vec::new();
+    }
+    out
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Image(CameraControl),
+}
+
+struct Case {
+    name: &'static str,
+    /// Name of the encoder-only twin.
+    baseline: &'static str,
+    mode: Mode,
+    seconds: u32,
+    kind: Kind,
+}
+
+fn combined() -> CameraControl {
+    CameraControl::Combined(AxisValues {
+        zoom: -5.0,
+        roll: 4.0,
+        pan: 5.0,
+        tilt: 3.0,
+        ..AxisValues::default()
+    })
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "T1 text2video 720p 5 s",
+            baseline: "",
+            mode: Mode::Std,
+            seconds: 5,
+            kind: Kind::Text,
+        },
+        Case {
+            name: "T2 text2video 1080p 10 s",
+            baseline: "",
+            mode: Mode::Pro,
+            seconds: 10,
+            kind: Kind::Text,
+        },
+        Case {
+            name: "B1 i2v 720p 5 s zoom",
+            baseline: "",
+            mode: Mode::Std,
+            seconds: 5,
+            kind: Kind::Image(CameraControl::Simple {
+                axis: Axis::Zoom,
+                value: -5.0,
+            }),
+        },
+        Case {
+            name: "B2 i2v 720p 5 s combined",
+            baseline: "E1",
+            mode: Mode::Std,
+            seconds: 5,
+            kind: Kind::Image(combined()),
+        },
+        Case {
+            name: "B3 i2v 1080p 10 s combined",
+            baseline: "E2",
+            mode: Mode::Pro,
+            seconds: 10,
+            kind: Kind::Image(combined()),
+        },
+    ]
+}
+
+fn spec_for(case: &Case, photo: &Asset) -> RenderSpec {
+    match case.kind {
+        Kind::Text => RenderSpec {
+            mode: case.mode,
+            duration_s: Some(case.seconds),
+            ..RenderSpec::text2video(PROMPT)
+        },
+        Kind::Image(control) => RenderSpec {
+            mode: case.mode,
+            duration_s: Some(case.seconds),
+            camera: Some(control),
+            first_frame: Some(photo.clone()),
+            ..RenderSpec::new(RenderKind::Image2Video, PROMPT)
+        },
+    }
+}
+
+/// The frames the pipeline encodes, rendered up front.
+fn prerender(case: &Case, spec: &RenderSpec, threads: usize) -> Option<Vec<I420Frame>> {
+    match case.kind {
+        Kind::Image(_) => image2video_frames(spec, None, threads).ok(),
+        Kind::Text => {
+            // The text2video pipeline: the backdrop drawn once over the canvas, the default
+            // camera move over it, the sprites on top.
+            let size = preset_size(case.mode, Aspect::Landscape16x9);
+            let (w, h) = (size.width as usize, size.height as usize);
+            let seed = scene_seed(&spec.model_name, PROMPT, "");
+            let scene = Scene::new(seed, PROMPT, w, h);
+            let layout = CanvasLayout::new(w, h);
+            let canvas = StillCanvas::from_canvas(layout, scene.draw_canvas(&layout)).ok()?;
+            let control = default_move(seed);
+            let n = frames_for_seconds(case.seconds) as usize;
+            (0..n)
+                .map(|i| {
+                    let mut f = canvas.blank_frame();
+                    canvas
+                        .render(&camera_transform(&control, i, n, w, h), &mut f)
+                        .ok()?;
+                    scene.draw_sprites(i as u32, &mut f);
+                    Some(f)
+                })
+                .collect()
+        }
+    }
+}
+
+/// Child side: one render of the named case, then its peak RSS on stdout.
+fn run_peak_rss_case(threads: usize, name: &str) -> std::process::ExitCode {
     let Ok(pool) = EnginePool::new(threads) else {
         return std::process::ExitCode::FAILURE;
     };
-    let spec = RenderSpec {
-        mode: Mode::Pro,
-        duration_s: Some(10),
-        ..RenderSpec::text2video("a lighthouse on a cliff at sunset")
+    let photo = Asset::new(photo_jpeg(3840, 2160));
+    let Some(case) = cases().into_iter().find(|c| c.name.starts_with(name)) else {
+        return std::process::ExitCode::FAILURE;
     };
-    if kinora_render::render(&spec, &pool, &CancelFlag::new()).is_err() {
+    if kinora_render::render(&spec_for(&case, &photo), &pool, &CancelFlag::new()).is_err() {
         return std::process::ExitCode::FAILURE;
     }
     match peak_rss_kb() {
@@ -72,10 +241,10 @@ fn run_peak_rss_case(threads: usize) -> std::process::ExitCode {
 }
 
 /// Parent side: runs the child and reads its answer.
-fn measure_peak_rss(threads: usize) -> Option<u64> {
+fn measure_peak_rss(threads: usize, case: &str) -> Option<u64> {
     let exe = std::env::current_exe().ok()?;
     let output = std::process::Command::new(exe)
-        .arg(PEAK_RSS_ARG)
+        .args([PEAK_RSS_ARG, case])
         .env("KINORA_BENCH_THREADS", threads.to_string())
         .output()
         .ok()?;
@@ -101,40 +270,52 @@ fn main() -> std::process::ExitCode {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
-    if std::env::args().any(|a| a == PEAK_RSS_ARG) {
-        return run_peak_rss_case(threads);
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == PEAK_RSS_ARG) {
+        let name = args.get(at + 1).map(String::as_str).unwrap_or("T2");
+        return run_peak_rss_case(threads, name);
     }
     let Ok(pool) = EnginePool::new(threads) else {
         let _ = writeln!(err, "cannot start the engine pool");
         std::process::exit(1);
     };
-    let cases = [
-        Case {
-            name: "T1 text2video 720p 5 s",
-            mode: Mode::Std,
-            seconds: 5,
-        },
-        Case {
-            name: "T2 text2video 1080p 10 s",
-            mode: Mode::Pro,
-            seconds: 10,
-        },
-    ];
+    let photo = Asset::new(photo_jpeg(3840, 2160));
+    if photo.bytes().is_empty() {
+        let _ = writeln!(err, "cannot encode the fixture");
+        std::process::exit(1);
+    }
     let mut out = std::io::stdout();
     let _ = writeln!(out, "pool threads: {threads}, encoder assembly: {ENCODER_HAS_ASSEMBLY}, runs: {RUNS} (+1 warm-up)");
     let _ = writeln!(
         out,
-        "{:<28} {:>9} {:>9} {:>13} {:>13} {:>14} {:>7} {:>6}",
+        "fixture: synthetic photo 3840x2160, JPEG q90, {:.2} MB",
+        photo.bytes().len() as f64 / 1e6
+    );
+    let _ = writeln!(
+        out,
+        "{:<30} {:>9} {:>9} {:>13} {:>13} {:>14} {:>7} {:>6}",
         "case", "median s", "min s", "enc-only med", "enc-only min", "draw 1-thr med", "MB", "eff"
     );
-    let prompt = "a lighthouse on a cliff at sunset";
-    for case in cases {
-        let spec = RenderSpec {
-            mode: case.mode,
-            duration_s: Some(case.seconds),
-            ..RenderSpec::text2video(prompt)
-        };
-        let cancel = CancelFlag::new();
+    let cancel = CancelFlag::new();
+    let mut b2_median = None;
+    let only = std::env::var("KINORA_BENCH_ONLY").ok();
+    if std::env::var("H1_DIAG").is_ok() {
+        for c in cases() {
+            let spec = spec_for(&c, &photo);
+            for secs in [1u32, 5] {
+                let s = RenderSpec { duration_s: Some(secs), ..spec.clone() };
+                let t = Instant::now();
+                let _ = image2video_frames(&s, None, 1);
+                let _ = writeln!(out, "{} {secs}s: {:.3}", c.name, t.elapsed().as_secs_f64());
+            }
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
+    for case in cases() {
+        if only.as_ref().is_some_and(|o| !case.name.starts_with(o.as_str())) {
+            continue;
+        }
+        let spec = spec_for(&case, &photo);
         let mut size_mb = 0.0;
         let (med, min) = time(|| {
             let out = kinora_render::render(&spec, &pool, &cancel);
@@ -143,40 +324,43 @@ fn main() -> std::process::ExitCode {
             }
             out.is_ok()
         });
-
+        if case.name.starts_with("B2") {
+            b2_median = Some(med);
+        }
         // The same frames, drawn before the clock starts.
-        let size = preset_size(case.mode, Aspect::Landscape16x9);
-        let plan = StreamPlan::new(case.mode, size, frames_for_seconds(case.seconds), &[]);
-        let scene = Scene::new(
-            scene_seed(&spec.model_name, prompt, ""),
-            prompt,
-            size.width as usize,
-            size.height as usize,
+        let Some(frames) = prerender(&case, &spec, threads) else {
+            let _ = writeln!(err, "{}: cannot pre-render the frames", case.name);
+            continue;
+        };
+        let (w, h) = (frames[0].width() as u32, frames[0].height() as u32);
+        let plan = StreamPlan::new(
+            case.mode,
+            kinora_render::plan::Size::new(w, h),
+            frames.len() as u32,
+            &[],
         );
-        let frames: Vec<I420Frame> = (0..plan.frames)
-            .map(|i| {
-                let mut f = scene.blank_frame();
-                scene.draw(i, &mut f);
-                f
-            })
-            .collect();
         let copy = |i: u32, buf: &mut I420Frame| {
             if let Some(f) = frames.get(i as usize) {
                 buf.clone_from(f);
             }
         };
         let (enc_med, enc_min) = time(|| encode_video(&plan, &pool, &cancel, &copy).is_ok());
-        // Drawing alone, on one thread: the per-frame work the pipeline adds to the encoder.
-        let mut buf = scene.blank_frame();
-        let (draw_med, _) = time(|| {
-            for i in 0..plan.frames {
-                scene.draw(i, &mut buf);
-            }
-        });
+        drop(frames);
+        // Preparing and drawing alone, on one thread: the work the pipeline adds to the
+        // encoder (for text2video, drawing only).
+        let (draw_med, _) = match case.kind {
+            Kind::Image(_) => time(|| image2video_frames(&spec, None, 1).is_ok()),
+            Kind::Text => time(|| prerender(&case, &spec, 1).is_some()),
+        };
+        let label = if case.baseline.is_empty() {
+            case.name.to_owned()
+        } else {
+            format!("{} / {}", case.name, case.baseline)
+        };
         let _ = writeln!(
             out,
-            "{:<28} {:>9.3} {:>9.3} {:>13.3} {:>13.3} {:>14.3} {:>7.2} {:>6.2}",
-            case.name,
+            "{:<30} {:>9.3} {:>9.3} {:>13.3} {:>13.3} {:>14.3} {:>7.2} {:>6.2}",
+            label,
             med.as_secs_f64(),
             min.as_secs_f64(),
             enc_med.as_secs_f64(),
@@ -186,16 +370,45 @@ fn main() -> std::process::ExitCode {
             enc_med.as_secs_f64() / med.as_secs_f64()
         );
     }
-    match measure_peak_rss(threads) {
-        Some(kb) => {
-            let _ = writeln!(
-                out,
-                "peak RSS, text2video 1080p 10 s in its own process: {:.1} MB (target <= 400 MB)",
-                kb as f64 / 1024.0
-            );
-        }
-        None => {
-            let _ = writeln!(out, "peak RSS: could not be measured (needs Linux /proc)");
+
+    if only.is_some() {
+        return std::process::ExitCode::SUCCESS;
+    }
+    // Four B2 renders at once on the same pool must not cost more than 4.4 single renders.
+    if let Some(single) = b2_median {
+        let spec = spec_for(&cases()[3], &photo);
+        let (four, _) = time(|| {
+            std::thread::scope(|s| {
+                let jobs: Vec<_> = (0..4)
+                    .map(|_| s.spawn(|| kinora_render::render(&spec, &pool, &cancel).is_ok()))
+                    .collect();
+                jobs.into_iter().all(|j| j.join().unwrap_or(false))
+            })
+        });
+        let ratio = four.as_secs_f64() / single.as_secs_f64();
+        let _ = writeln!(
+            out,
+            "4 concurrent B2 renders on {threads} threads: {:.3} s median = {ratio:.2}x one B2 (target <= 4.4x): {}",
+            four.as_secs_f64(),
+            if ratio <= 4.4 { "ok" } else { "OVER" }
+        );
+    }
+
+    for (case, label) in [
+        ("T2", "text2video 1080p 10 s"),
+        ("B3", "B3 image2video 1080p 10 s"),
+    ] {
+        match measure_peak_rss(threads, case) {
+            Some(kb) => {
+                let _ = writeln!(
+                    out,
+                    "peak RSS, {label} in its own process: {:.1} MB (target <= 400 MB)",
+                    kb as f64 / 1024.0
+                );
+            }
+            None => {
+                let _ = writeln!(out, "peak RSS of {label}: could not be measured");
+            }
         }
     }
     std::process::ExitCode::SUCCESS

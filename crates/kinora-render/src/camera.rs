@@ -8,6 +8,7 @@
 //! Matrices are built once per frame in plain IEEE double precision; sine, cosine and power
 //! come from `libm`, so the same request gives the same matrix on every platform.
 
+use crate::seed::{sub_seed, SplitMix64};
 use crate::warp::Transform;
 
 /// The six `config` axes, in the wire order.
@@ -419,10 +420,17 @@ impl CanvasLayout {
         }
     }
 
-    /// View position p ↦ canvas position 1.5·(p + margin).
+    /// Canvas sample at which the view's origin lies: ⌊1.5·margin⌋. Rounding it down to a
+    /// whole sample (for odd margins) puts every picture sample exactly on the canvas grid, so
+    /// a still is resampled once, not twice; the margins differ by half a sample.
+    pub fn origin(&self) -> usize {
+        self.margin * OVERSAMPLE_NUM / OVERSAMPLE_DEN
+    }
+
+    /// View position p ↦ canvas position 1.5·p + [`CanvasLayout::origin`].
     pub fn view_to_canvas(&self) -> Transform {
         let k = OVERSAMPLE_NUM as f64 / OVERSAMPLE_DEN as f64;
-        let off = k * self.margin as f64;
+        let off = self.origin() as f64;
         Transform::from_rows([[k, 0.0, off], [0.0, k, off], [0.0, 0.0, 1.0]])
     }
 
@@ -430,7 +438,7 @@ impl CanvasLayout {
     /// rounded outwards.
     pub fn picture_rect(&self) -> (usize, usize, usize, usize) {
         let scale = |v: usize| (v * OVERSAMPLE_NUM).div_ceil(OVERSAMPLE_DEN);
-        let x = self.margin * OVERSAMPLE_NUM / OVERSAMPLE_DEN;
+        let x = self.origin();
         (x, x, scale(self.view_width), scale(self.view_height))
     }
 
@@ -450,6 +458,88 @@ impl CanvasLayout {
                 self.view_height,
             )
     }
+}
+
+/// The seeded default move (§3.3) used when a clip has no `camera_control`: push in (zoom −3),
+/// pull back (zoom +2), a horizontal drift of ±2 or a vertical drift of ±1.5, each equally
+/// likely, the drift's direction a coin toss.
+pub fn default_move(seed: u64) -> CameraControl {
+    let mut rng = SplitMix64::new(sub_seed(seed, "camera/default-move", 0));
+    let kind = rng.int(0, 3);
+    let sign = if rng.next_u64() & 1 == 0 { 1.0 } else { -1.0 };
+    let (axis, value) = match kind {
+        0 => (Axis::Zoom, -3.0),
+        1 => (Axis::Zoom, 2.0),
+        2 => (Axis::Horizontal, 2.0 * sign),
+        _ => (Axis::Vertical, 1.5 * sign),
+    };
+    CameraControl::Simple { axis, value }
+}
+
+/// Mean displacement, in view pixels, of five probe points (the centre and four points half
+/// way to the corners) between frames i and i+1 of a camera curve.
+fn curve_motion(
+    at: &dyn Fn(usize) -> Transform,
+    frame_count: usize,
+    width: usize,
+    height: usize,
+) -> Vec<f64> {
+    let (w, h) = (width as f64, height as f64);
+    let probes = [
+        (0.5, 0.5),
+        (0.25, 0.25),
+        (0.75, 0.25),
+        (0.25, 0.75),
+        (0.75, 0.75),
+    ];
+    let place = |t: &Transform| probes.map(|(px, py)| t.apply(px * w, py * h));
+    let mut previous = place(&at(0));
+    (0..frame_count)
+        .map(|i| {
+            let next = place(&at((i + 1).min(frame_count.saturating_sub(1))));
+            let mut sum = 0.0;
+            for (a, b) in previous.iter().zip(&next) {
+                if let (Some(a), Some(b)) = (a, b) {
+                    sum += libm::hypot(b.0 - a.0, b.1 - a.1);
+                }
+            }
+            previous = next;
+            sum / probes.len() as f64
+        })
+        .collect()
+}
+
+/// Camera speed per frame for the soundtrack's texture (§3.8): 0 still, 1 the peak speed of the
+/// fastest preset over a clip of the same length and size. `at(i)` is the output→view matrix.
+pub fn camera_speed(
+    at: &dyn Fn(usize) -> Transform,
+    frame_count: usize,
+    width: usize,
+    height: usize,
+) -> Vec<f32> {
+    let presets = [
+        CameraControl::DownBack,
+        CameraControl::ForwardUp,
+        CameraControl::RightTurnForward,
+        CameraControl::LeftTurnForward,
+    ];
+    let reference = presets
+        .iter()
+        .flat_map(|p| {
+            let f = |i: usize| camera_transform(p, i, frame_count, width, height);
+            curve_motion(&f, frame_count, width, height)
+        })
+        .fold(0.0f64, f64::max);
+    curve_motion(at, frame_count, width, height)
+        .into_iter()
+        .map(|m| {
+            if reference > 0.0 {
+                (m / reference).clamp(0.0, 1.0) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// Counter-zoom of the first/last-frame dissolve: the head grows to this scale as it fades out,
@@ -644,6 +734,58 @@ mod tests {
         assert_eq!(l.picture_rect(), (480, 480, 1920, 1080));
         let (x, y) = l.view_to_canvas().apply(0.0, 0.0).unwrap_or_default();
         assert_eq!((x, y), (480.0, 480.0));
+    }
+
+    #[test]
+    fn odd_margins_keep_the_picture_on_the_sample_grid() {
+        let l = CanvasLayout::new(1276, 718);
+        assert_eq!(l.margin, 319);
+        assert_eq!(l.origin(), 478);
+        let (x, y) = l.view_to_canvas().apply(0.0, 0.0).unwrap_or_default();
+        assert_eq!((x, y), (478.0, 478.0));
+        let (x0, _, pw, _) = l.picture_rect();
+        assert!(l.canvas_width - (x0 + pw) >= 3 * l.margin / 2);
+    }
+
+    #[test]
+    fn default_moves_are_the_four_documented_ones() {
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..64u64 {
+            let c = default_move(seed);
+            assert_eq!(c, default_move(seed));
+            let CameraControl::Simple { axis, value } = c else {
+                panic!("{c:?}");
+            };
+            assert!(
+                matches!(
+                    (axis, value),
+                    (Axis::Zoom, -3.0)
+                        | (Axis::Zoom, 2.0)
+                        | (Axis::Horizontal, 2.0)
+                        | (Axis::Horizontal, -2.0)
+                        | (Axis::Vertical, 1.5)
+                        | (Axis::Vertical, -1.5)
+                ),
+                "{c:?}"
+            );
+            seen.insert(format!("{axis:?}{value}"));
+        }
+        assert_eq!(seen.len(), 6);
+    }
+
+    #[test]
+    fn camera_speed_is_zero_at_rest_and_peaks_mid_move() {
+        let n = 48;
+        let c = CameraControl::Simple {
+            axis: Axis::Horizontal,
+            value: 4.0,
+        };
+        let s = camera_speed(&|i| camera_transform(&c, i, n, 320, 180), n, 320, 180);
+        assert_eq!(s.len(), n);
+        assert_eq!(s[n - 1], 0.0);
+        assert!(s[0] < s[n / 2] && s[n / 2] <= 1.0 && s[n / 2] > 0.1);
+        let still = camera_speed(&|_| Transform::IDENTITY, n, 320, 180);
+        assert!(still.iter().all(|&v| v == 0.0));
     }
 
     #[test]

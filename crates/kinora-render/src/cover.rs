@@ -1,8 +1,10 @@
-//! The JPEG cover: frame 0 exactly as handed to the encoder, converted back to RGB with the
-//! inverse BT.709 limited-range transform. The encoder writes no EXIF and no timestamps.
+//! The JPEG cover (§2.7): frame 0 exactly as handed to the encoder, converted back to RGB with
+//! the inverse BT.709 limited-range transform, then encoded as a baseline 4:2:0 JPEG at
+//! quality 85. `jpeg-encoder` is built without its `simd` feature, so it never picks a code
+//! path by CPU, and its colour conversion and DCT are integer; it writes a JFIF header and no
+//! EXIF, timestamps or other metadata.
 
-use image::codecs::jpeg::JpegEncoder;
-use image::ExtendedColorType;
+use jpeg_encoder::{ChromaSubsamplingMethod, ColorType, Encoder, EncodingError, SamplingFactor};
 
 use crate::frame::I420Frame;
 
@@ -39,17 +41,27 @@ pub fn i420_to_rgb(frame: &I420Frame) -> Vec<u8> {
     rgb
 }
 
-/// Encodes the frame as a baseline JPEG at [`COVER_QUALITY`].
-pub fn cover_jpeg(frame: &I420Frame) -> Result<Vec<u8>, image::ImageError> {
+/// Encodes the frame as a baseline 4:2:0 JPEG at [`COVER_QUALITY`] with the standard
+/// (Annex K) tables scaled as libjpeg does.
+pub fn cover_jpeg(frame: &I420Frame) -> Result<Vec<u8>, EncodingError> {
+    let too_big = || {
+        EncodingError::Write(format!(
+            "{}x{} is too large for JPEG",
+            frame.width(),
+            frame.height()
+        ))
+    };
+    let w = u16::try_from(frame.width()).map_err(|_| too_big())?;
+    let h = u16::try_from(frame.height()).map_err(|_| too_big())?;
     let rgb = i420_to_rgb(frame);
-    let (w, h) = (frame.width() as u32, frame.height() as u32);
     let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, COVER_QUALITY).encode(
-        &rgb,
-        w,
-        h,
-        ExtendedColorType::Rgb8,
-    )?;
+    let mut encoder = Encoder::new(&mut out, COVER_QUALITY);
+    encoder.set_sampling_factor(SamplingFactor::R_4_2_0);
+    // Each chroma sample is the mean of its 2×2 block, as the frame's own chroma was.
+    encoder.set_chroma_subsampling_method(ChromaSubsamplingMethod::Average);
+    encoder.set_progressive(false);
+    encoder.set_optimized_huffman_tables(false);
+    encoder.encode(&rgb, w, h, ColorType::Rgb)?;
     Ok(out)
 }
 

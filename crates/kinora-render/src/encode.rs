@@ -304,53 +304,122 @@ const NAL_SPS: u8 = 7;
 const NAL_PPS: u8 = 8;
 const NAL_AUD: u8 = 9;
 
+/// One chunk's encoder: a fresh encoder whose parameter sets are kept apart from the
+/// pictures, checked to make the chunk one closed GOP.
+pub struct ChunkEncoder {
+    encoder: Encoder,
+    sps: Option<Vec<u8>>,
+    pps: Option<Vec<u8>>,
+    frames: Vec<EncodedFrame>,
+}
+
+impl ChunkEncoder {
+    /// An encoder for a chunk of `len` pictures.
+    pub fn new(config: EncoderConfig, len: u32) -> Result<Self, EncodeError> {
+        Ok(Self {
+            encoder: Encoder::new(config)?,
+            sps: None,
+            pps: None,
+            frames: Vec::with_capacity(len as usize),
+        })
+    }
+
+    /// Encodes the chunk's next picture.
+    pub fn push(&mut self, frame: &I420Frame) -> Result<(), EncodeError> {
+        let first = self.frames.is_empty();
+        let (nals, idr) = self.encoder.encode(frame)?;
+        if idr != first {
+            return Err(EncodeError::Bitstream("IDR outside the chunk start"));
+        }
+        let mut slices = Vec::with_capacity(nals.len());
+        for nal in nals {
+            match nal[0] & 0x1f {
+                NAL_SPS => keep_parameter_set(&mut self.sps, nal)?,
+                NAL_PPS => keep_parameter_set(&mut self.pps, nal)?,
+                NAL_SEI | NAL_AUD => {}
+                _ => slices.push(nal),
+            }
+        }
+        if slices.is_empty() {
+            return Err(EncodeError::Bitstream("picture without slices"));
+        }
+        self.frames.push(EncodedFrame { nals: slices, idr });
+        Ok(())
+    }
+
+    /// The encoded chunk.
+    pub fn finish(self) -> Result<EncodedChunk, EncodeError> {
+        let (Some(sps), Some(pps)) = (self.sps, self.pps) else {
+            return Err(EncodeError::Bitstream("no parameter sets"));
+        };
+        Ok(EncodedChunk {
+            sps,
+            pps,
+            frames: self.frames,
+        })
+    }
+}
+
 /// Encodes one chunk with a fresh encoder. `draw(i, buffer)` fills the chunk's i-th frame
 /// into a buffer reused for the whole chunk; returning `Ok(false)` ends the chunk early (the
 /// caller knows why, e.g. cancellation) and yields `Ok(None)`.
 pub fn encode_chunk<F, E>(
     config: EncoderConfig,
     len: u32,
-    mut draw: F,
+    draw: F,
 ) -> Result<Option<EncodedChunk>, E>
 where
     F: FnMut(u32, &mut I420Frame) -> Result<bool, E>,
     E: From<EncodeError>,
 {
-    let mut encoder = Encoder::new(config)?;
-    let mut frame = I420Frame::filled(
-        config.width as usize,
-        config.height as usize,
-        (16, 128, 128),
-    );
-    let mut sps = None;
-    let mut pps = None;
-    let mut frames = Vec::with_capacity(len as usize);
+    Ok(encode_chunk_labelled(config, len, draw, None)?.map(|(clean, _)| clean))
+}
+
+/// Like [`encode_chunk`], and with `label` also a labelled copy of the chunk: every frame
+/// `draw` fills goes to the clean encoder as it is and, copied and labelled, to a second
+/// encoder (§2.6). The clean chunk is byte-identical to the one [`encode_chunk`] makes.
+pub fn encode_chunk_labelled<F, E>(
+    config: EncoderConfig,
+    len: u32,
+    mut draw: F,
+    label: Option<&(dyn Fn(&mut I420Frame) + Sync)>,
+) -> Result<Option<(EncodedChunk, Option<EncodedChunk>)>, E>
+where
+    F: FnMut(u32, &mut I420Frame) -> Result<bool, E>,
+    E: From<EncodeError>,
+{
+    let mut clean = ChunkEncoder::new(config, len)?;
+    let mut labelled = match label {
+        Some(_) => Some(ChunkEncoder::new(config, len)?),
+        None => None,
+    };
+    let blank = || {
+        I420Frame::filled(
+            config.width as usize,
+            config.height as usize,
+            (16, 128, 128),
+        )
+    };
+    let mut frame = blank();
+    let mut copy = label.map(|_| blank());
     for i in 0..len {
         if !draw(i, &mut frame)? {
             return Ok(None);
         }
-        let (nals, idr) = encoder.encode(&frame)?;
-        if idr != (i == 0) {
-            return Err(EncodeError::Bitstream("IDR outside the chunk start").into());
+        clean.push(&frame)?;
+        if let (Some(label), Some(encoder), Some(copy)) = (label, labelled.as_mut(), copy.as_mut())
+        {
+            // A copy, so the draw function's buffer stays exactly as it left it.
+            copy.clone_from(&frame);
+            label(copy);
+            encoder.push(copy)?;
         }
-        let mut slices = Vec::with_capacity(nals.len());
-        for nal in nals {
-            match nal[0] & 0x1f {
-                NAL_SPS => keep_parameter_set(&mut sps, nal)?,
-                NAL_PPS => keep_parameter_set(&mut pps, nal)?,
-                NAL_SEI | NAL_AUD => {}
-                _ => slices.push(nal),
-            }
-        }
-        if slices.is_empty() {
-            return Err(EncodeError::Bitstream("picture without slices").into());
-        }
-        frames.push(EncodedFrame { nals: slices, idr });
     }
-    let (Some(sps), Some(pps)) = (sps, pps) else {
-        return Err(EncodeError::Bitstream("no parameter sets").into());
+    let labelled = match labelled {
+        Some(encoder) => Some(encoder.finish()?),
+        None => None,
     };
-    Ok(Some(EncodedChunk { sps, pps, frames }))
+    Ok(Some((clean.finish()?, labelled)))
 }
 
 fn keep_parameter_set(slot: &mut Option<Vec<u8>>, nal: Vec<u8>) -> Result<(), EncodeError> {

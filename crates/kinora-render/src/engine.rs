@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::encode::{encode_chunk, EncodeError, EncodedChunk, EncoderConfig};
+use crate::encode::{encode_chunk_labelled, EncodeError, EncodedChunk, EncoderConfig};
 use crate::frame::I420Frame;
-use crate::mux::{write_mp4, MuxError, OpusTrack, VideoSample, VideoTrack};
+use crate::mux::{write_mp4, AudioTrack, MuxError, VideoSample, VideoTrack};
+use crate::overlay::Watermark;
 use crate::plan::StreamPlan;
 use crate::seed::{ENGINE, REVISION};
 
@@ -134,6 +135,23 @@ pub fn encode_video<D>(
 where
     D: Fn(u32, &mut I420Frame) + Sync,
 {
+    Ok(encode_video_labelled(plan, pool, cancel, draw, None)?.0)
+}
+
+/// Like [`encode_video`], and with `label` also the chunks of a labelled copy (§2.6): each
+/// chunk job feeds every rendered frame to its clean encoder and, with the label drawn on a
+/// copy, to a second encoder, so nothing is rendered twice. The clean chunks are the same
+/// bytes with or without a label.
+pub fn encode_video_labelled<D>(
+    plan: &StreamPlan,
+    pool: &EnginePool,
+    cancel: &CancelFlag,
+    draw: &D,
+    label: Option<&Watermark>,
+) -> Result<(Vec<EncodedChunk>, Option<Vec<EncodedChunk>>), RenderError>
+where
+    D: Fn(u32, &mut I420Frame) + Sync,
+{
     let config = EncoderConfig {
         width: plan.size.width,
         height: plan.size.height,
@@ -141,36 +159,54 @@ where
         max_bitrate: plan.max_bitrate,
         level_idc: plan.level_idc,
     };
+    let apply = |frame: &mut I420Frame| {
+        if let Some(label) = label {
+            label.apply(frame);
+        }
+    };
+    let apply: Option<&(dyn Fn(&mut I420Frame) + Sync)> = label.map(|_| &apply as _);
+    type ChunkPair = (EncodedChunk, Option<EncodedChunk>);
     // Inside `install`, so the chunk jobs never land on rayon's global pool.
-    let results: Vec<Result<Option<EncodedChunk>, RenderError>> = pool.install(|| {
+    let results: Vec<Result<Option<ChunkPair>, RenderError>> = pool.install(|| {
         plan.chunks
             .par_iter()
             .map(|chunk| {
-                encode_chunk(config, chunk.len(), |i, buf| {
-                    if cancel.is_cancelled() {
-                        return Ok(false);
-                    }
-                    draw(chunk.range.start + i, buf);
-                    Ok(true)
-                })
+                encode_chunk_labelled(
+                    config,
+                    chunk.len(),
+                    |i, buf| {
+                        if cancel.is_cancelled() {
+                            return Ok(false);
+                        }
+                        draw(chunk.range.start + i, buf);
+                        Ok(true)
+                    },
+                    apply,
+                )
             })
             .collect()
     });
-    let mut chunks = Vec::with_capacity(results.len());
+    let mut clean = Vec::with_capacity(results.len());
+    let mut labelled = label.map(|_| Vec::with_capacity(results.len()));
     for result in results {
         match result? {
-            Some(chunk) => chunks.push(chunk),
+            Some((chunk, copy)) => {
+                clean.push(chunk);
+                if let (Some(all), Some(copy)) = (labelled.as_mut(), copy) {
+                    all.push(copy);
+                }
+            }
             None => return Err(RenderError::Cancelled),
         }
     }
-    Ok(chunks)
+    Ok((clean, labelled))
 }
 
 /// Concatenates the chunks in order and writes the MP4.
 pub fn mux_chunks(
     plan: &StreamPlan,
     chunks: &[EncodedChunk],
-    audio: Option<&OpusTrack<'_>>,
+    audio: Option<&AudioTrack>,
     title: &str,
 ) -> Result<Vec<u8>, RenderError> {
     let Some(first) = chunks.first() else {

@@ -1,8 +1,10 @@
 //! A fast-start MP4 writer for exactly what the engine produces: one H.264 track of
-//! constant 24 fps with I and P pictures, and optionally one Opus track. Written in-house so
-//! every byte is ours to fix: no times, no host data, no library defaults that may change.
+//! constant 24 fps with I and P pictures, and optionally one audio track: Opus (the
+//! soundtrack, or transcoded or copied source audio) or AAC (copied from a reference video).
+//! Written in-house so every byte is ours to fix: no times, no host data, no library defaults
+//! that may change.
 
-use crate::plan::{TICKS_PER_FRAME, VIDEO_TIMESCALE};
+use crate::plan::{FPS, TICKS_PER_FRAME, VIDEO_TIMESCALE};
 
 /// Opus always runs at 48 kHz inside MP4.
 pub const OPUS_TIMESCALE: u32 = 48_000;
@@ -28,12 +30,152 @@ pub struct VideoSample<'a> {
     pub sync: bool,
 }
 
-/// An Opus stream: 20 ms packets at 48 kHz, stereo, with the given pre-skip.
-#[derive(Clone, Debug)]
-pub struct OpusTrack<'a> {
-    pub packets: &'a [Vec<u8>],
-    pub channels: u8,
-    pub pre_skip: u16,
+/// The one audio track a file may carry, owned so kinds can build, cut and concatenate it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AudioTrack {
+    /// Opus at 48 kHz (the only rate Opus has inside MP4). Packets may have any legal
+    /// duration; the writer reads each one's length from its TOC byte (RFC 6716 §3.1).
+    Opus {
+        packets: Vec<Vec<u8>>,
+        /// One or two.
+        channels: u8,
+        /// Samples at 48 kHz the decoder drops from the start (`dOps` PreSkip).
+        pre_skip: u16,
+    },
+    /// Raw AAC access units (no ADTS headers), as copied from a source track.
+    Aac {
+        /// The AudioSpecificConfig (ISO 14496-3 §1.6.2.1), written into `esds`.
+        config: Vec<u8>,
+        packets: Vec<Vec<u8>>,
+        /// The media timescale, normally the sampling rate.
+        sample_rate: u32,
+        channels: u8,
+        /// Duration of every access unit in `sample_rate` ticks (1024 for AAC-LC).
+        frame_samples: u32,
+        /// Encoder priming at the start, in ticks: hidden with an edit list so the first
+        /// audible sample plays at time zero, as in the source.
+        priming: u32,
+    },
+}
+
+impl AudioTrack {
+    /// Samples per second of the track's timeline.
+    pub fn timescale(&self) -> u32 {
+        match self {
+            Self::Opus { .. } => OPUS_TIMESCALE,
+            Self::Aac { sample_rate, .. } => *sample_rate,
+        }
+    }
+
+    pub fn packet_count(&self) -> usize {
+        match self {
+            Self::Opus { packets, .. } | Self::Aac { packets, .. } => packets.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packet_count() == 0
+    }
+
+    /// Media duration of each packet in timescale ticks, or why a packet has none.
+    pub fn packet_durations(&self) -> Result<Vec<u32>, MuxError> {
+        match self {
+            Self::Opus { packets, .. } => packets.iter().map(|p| opus_packet_samples(p)).collect(),
+            Self::Aac {
+                packets,
+                frame_samples,
+                ..
+            } => Ok(vec![*frame_samples; packets.len()]),
+        }
+    }
+
+    /// Ticks hidden at the start: the AAC priming, or nothing for Opus, whose pre-skip is
+    /// applied by the decoder from `dOps` and counts as part of the timeline.
+    fn hidden_ticks(&self) -> u64 {
+        match self {
+            Self::Opus { .. } => 0,
+            Self::Aac { priming, .. } => u64::from(*priming),
+        }
+    }
+
+    /// Presentation duration in timescale ticks: the media duration less the hidden start.
+    pub fn duration_ticks(&self) -> Result<u64, MuxError> {
+        let media: u64 = self.packet_durations()?.iter().map(|&d| u64::from(d)).sum();
+        Ok(media.saturating_sub(self.hidden_ticks()))
+    }
+
+    /// Drops whole packets from the end until the track ends at or before the end of
+    /// `video_frames` frames at 24 fps: the cut falls after the last packet that ends in
+    /// time. Audio shorter than the video is left alone (it is never padded or looped).
+    pub fn cut_to_frames(&mut self, video_frames: u32) -> Result<(), MuxError> {
+        let durations = self.packet_durations()?;
+        let timescale = u128::from(self.timescale());
+        let hidden = u128::from(self.hidden_ticks());
+        // end(k) ≤ frames / 24  ⇔  24 · end(k) ≤ frames · timescale, in exact integers.
+        let limit = u128::from(video_frames) * timescale;
+        let mut end = 0u128;
+        let mut keep = 0;
+        for d in durations {
+            end += u128::from(d);
+            if end.saturating_sub(hidden) * u128::from(FPS) > limit {
+                break;
+            }
+            keep += 1;
+        }
+        match self {
+            Self::Opus { packets, .. } | Self::Aac { packets, .. } => packets.truncate(keep),
+        }
+        Ok(())
+    }
+}
+
+impl TryFrom<crate::audio::OpusTrack> for AudioTrack {
+    type Error = MuxError;
+
+    fn try_from(t: crate::audio::OpusTrack) -> Result<Self, MuxError> {
+        if t.sample_rate != OPUS_TIMESCALE {
+            return Err(MuxError::Invalid("Opus tracks must run at 48 kHz"));
+        }
+        Ok(Self::Opus {
+            packets: t.packets,
+            channels: t.channels,
+            pre_skip: t.pre_skip,
+        })
+    }
+}
+
+/// Samples at 48 kHz in one Opus packet, from its TOC byte and frame count (RFC 6716 §3.1).
+pub fn opus_packet_samples(packet: &[u8]) -> Result<u32, MuxError> {
+    let Some(&toc) = packet.first() else {
+        return Err(MuxError::Invalid("empty Opus packet"));
+    };
+    let config = toc >> 3;
+    let frame = match config {
+        // SILK-only: 10, 20, 40, 60 ms.
+        0..=11 => [480, 960, 1920, 2880][usize::from(config & 3)],
+        // Hybrid: 10, 20 ms.
+        12..=15 => [480, 960][usize::from(config & 1)],
+        // CELT-only: 2.5, 5, 10, 20 ms.
+        _ => [120, 240, 480, 960][usize::from(config & 3)],
+    };
+    let count = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => match packet.get(1) {
+            Some(&b) => u32::from(b & 0x3f),
+            None => {
+                return Err(MuxError::Invalid(
+                    "Opus packet with code 3 lacks its frame count",
+                ))
+            }
+        },
+    };
+    let samples = frame * count;
+    // RFC 6716: at most 120 ms per packet, and at least one frame.
+    if samples == 0 || samples > 5_760 {
+        return Err(MuxError::Invalid("Opus packet outside 2.5-120 ms"));
+    }
+    Ok(samples)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +189,7 @@ pub enum MuxError {
 /// Writes the complete file: `ftyp`, `moov`, `mdat`, in that order.
 pub fn write_mp4(
     video: &VideoTrack<'_>,
-    audio: Option<&OpusTrack<'_>>,
+    audio: Option<&AudioTrack>,
     title: &str,
 ) -> Result<Vec<u8>, MuxError> {
     if video.samples.is_empty() {
@@ -59,32 +201,23 @@ pub fn write_mp4(
     if video.samples.first().is_some_and(|s| !s.sync) {
         return Err(MuxError::Invalid("the first sample must be a sync sample"));
     }
-    if audio.is_some_and(|a| a.packets.is_empty() || a.channels == 0 || a.channels > 2) {
-        return Err(MuxError::Invalid(
-            "Opus track needs packets and one or two channels",
-        ));
-    }
+    let audio = match audio {
+        Some(a) => Some(AudioLayout::new(a)?),
+        None => None,
+    };
     let video_sizes: Vec<u32> = video
         .samples
         .iter()
         .map(|s| s.nals.iter().map(|n| 4 + n.len() as u64).sum::<u64>())
         .map(|n| u32::try_from(n).map_err(|_| MuxError::TooLarge))
         .collect::<Result<_, _>>()?;
-    let audio_sizes: Vec<u32> = match audio {
-        Some(a) => a
-            .packets
-            .iter()
-            .map(|p| u32::try_from(p.len()).map_err(|_| MuxError::TooLarge))
-            .collect::<Result<_, _>>()?,
-        None => Vec::new(),
-    };
     let video_bytes: u64 = video_sizes.iter().map(|&s| u64::from(s)).sum();
-    let audio_bytes: u64 = audio_sizes.iter().map(|&s| u64::from(s)).sum();
+    let audio_bytes: u64 = audio.as_ref().map_or(0, |a| a.bytes);
 
     let ftyp = ftyp();
     // The index has a fixed size whatever the offsets are, so lay it out once to learn where
     // the media data starts, then write it with the real offsets.
-    let probe = moov(video, &video_sizes, audio, &audio_sizes, title, 0, 0)?;
+    let probe = moov(video, &video_sizes, audio.as_ref(), title, 0, 0)?;
     let data_start = (ftyp.len() + probe.len() + 8) as u64;
     let total = data_start + video_bytes + audio_bytes;
     if total > u64::from(u32::MAX) {
@@ -95,8 +228,7 @@ pub fn write_mp4(
     let moov = moov(
         video,
         &video_sizes,
-        audio,
-        &audio_sizes,
+        audio.as_ref(),
         title,
         video_offset,
         audio_offset,
@@ -113,12 +245,96 @@ pub fn write_mp4(
             out.extend_from_slice(nal);
         }
     }
-    if let Some(a) = audio {
-        for p in a.packets {
+    if let Some(a) = &audio {
+        let packets = match a.track {
+            AudioTrack::Opus { packets, .. } | AudioTrack::Aac { packets, .. } => packets,
+        };
+        for p in packets {
             out.extend_from_slice(p);
         }
     }
     Ok(out)
+}
+
+/// An audio track checked and measured for the index.
+struct AudioLayout<'a> {
+    track: &'a AudioTrack,
+    sizes: Vec<u32>,
+    /// (count, duration) runs for `stts`.
+    runs: Vec<(u32, u32)>,
+    bytes: u64,
+    /// Media duration in the track's timescale.
+    media_duration: u32,
+    /// Presentation duration in the movie (video) timescale.
+    movie_duration: u32,
+}
+
+impl<'a> AudioLayout<'a> {
+    fn new(track: &'a AudioTrack) -> Result<Self, MuxError> {
+        let (packets, channels) = match track {
+            AudioTrack::Opus {
+                packets, channels, ..
+            } => (packets, *channels),
+            AudioTrack::Aac {
+                packets,
+                channels,
+                config,
+                sample_rate,
+                frame_samples,
+                ..
+            } => {
+                if config.len() < 2 || config.len() > 64 {
+                    return Err(MuxError::Invalid("AAC track needs its AudioSpecificConfig"));
+                }
+                if *sample_rate == 0 || *frame_samples == 0 {
+                    return Err(MuxError::Invalid(
+                        "AAC track needs a timescale and frame length",
+                    ));
+                }
+                (packets, *channels)
+            }
+        };
+        if packets.is_empty() {
+            return Err(MuxError::Invalid("audio track without packets"));
+        }
+        let max_channels = if matches!(track, AudioTrack::Opus { .. }) {
+            2
+        } else {
+            8
+        };
+        if channels == 0 || channels > max_channels {
+            return Err(MuxError::Invalid(
+                "audio track with an unsupported channel count",
+            ));
+        }
+        let sizes: Vec<u32> = packets
+            .iter()
+            .map(|p| u32::try_from(p.len()).map_err(|_| MuxError::TooLarge))
+            .collect::<Result<_, _>>()?;
+        let bytes = sizes.iter().map(|&s| u64::from(s)).sum();
+        let mut runs: Vec<(u32, u32)> = Vec::new();
+        let mut media: u64 = 0;
+        for d in track.packet_durations()? {
+            media += u64::from(d);
+            match runs.last_mut() {
+                Some((count, last)) if *last == d => *count += 1,
+                _ => runs.push((1, d)),
+            }
+        }
+        let media_duration = u32::try_from(media).map_err(|_| MuxError::TooLarge)?;
+        let shown = media.saturating_sub(track.hidden_ticks());
+        let movie_duration =
+            u32::try_from(shown * u64::from(VIDEO_TIMESCALE) / u64::from(track.timescale()))
+                .map_err(|_| MuxError::TooLarge)?;
+        Ok(Self {
+            track,
+            sizes,
+            runs,
+            bytes,
+            media_duration,
+            movie_duration,
+        })
+    }
 }
 
 /// Builds a box: size and type, then whatever `body` writes.
@@ -165,12 +381,10 @@ fn unity_matrix(b: &mut Vec<u8>) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn moov(
     video: &VideoTrack<'_>,
     video_sizes: &[u32],
-    audio: Option<&OpusTrack<'_>>,
-    audio_sizes: &[u32],
+    audio: Option<&AudioLayout<'_>>,
     title: &str,
     video_offset: u32,
     audio_offset: u32,
@@ -180,28 +394,11 @@ fn moov(
     let video_duration = frames
         .checked_mul(TICKS_PER_FRAME)
         .ok_or(MuxError::TooLarge)?;
-    let audio_media_duration = match audio {
-        Some(a) => {
-            let n = u32::try_from(a.packets.len()).map_err(|_| MuxError::TooLarge)?;
-            Some(
-                n.checked_mul(OPUS_PACKET_SAMPLES)
-                    .ok_or(MuxError::TooLarge)?,
-            )
-        }
-        None => None,
-    };
-    let audio_movie_duration = audio_media_duration
-        .map(|d| (u64::from(d) * u64::from(VIDEO_TIMESCALE) / u64::from(OPUS_TIMESCALE)) as u32);
-    let movie_duration = video_duration.max(audio_movie_duration.unwrap_or(0));
+    let movie_duration = video_duration.max(audio.map_or(0, |a| a.movie_duration));
     let next_track = if audio.is_some() { 3 } else { 2 };
 
     let video_trak = video_trak(video, video_sizes, video_duration, video_offset);
-    let audio_trak = match (audio, audio_media_duration, audio_movie_duration) {
-        (Some(a), Some(media), Some(movie)) => {
-            Some(opus_trak(a, audio_sizes, media, movie, audio_offset))
-        }
-        _ => None,
-    };
+    let audio_trak = audio.map(|a| audio_trak(a, audio_offset));
     Ok(bx(b"moov", |b| {
         b.extend(full(b"mvhd", 0, 0, |b| {
             u32be(b, 0); // creation time: always zero
@@ -383,18 +580,24 @@ fn avc1(video: &VideoTrack<'_>) -> Vec<u8> {
     })
 }
 
-fn opus_trak(
-    a: &OpusTrack<'_>,
-    sizes: &[u32],
-    media_duration: u32,
-    movie_duration: u32,
-    offset: u32,
-) -> Vec<u8> {
-    let packets = sizes.len() as u32;
+fn audio_trak(a: &AudioLayout<'_>, offset: u32) -> Vec<u8> {
+    let packets = a.sizes.len() as u32;
+    let hidden = a.track.hidden_ticks();
     bx(b"trak", |b| {
-        b.extend(tkhd(2, movie_duration, 0x0100, 0, 0));
+        b.extend(tkhd(2, a.movie_duration, 0x0100, 0, 0));
+        if hidden > 0 {
+            // One edit: skip the priming, then play the rest at normal rate.
+            b.extend(bx(b"edts", |b| {
+                b.extend(full(b"elst", 0, 0, |b| {
+                    u32be(b, 1);
+                    u32be(b, a.movie_duration);
+                    u32be(b, hidden as u32);
+                    u32be(b, 0x0001_0000);
+                }));
+            }));
+        }
         b.extend(bx(b"mdia", |b| {
-            b.extend(mdhd(OPUS_TIMESCALE, media_duration));
+            b.extend(mdhd(a.track.timescale(), a.media_duration));
             b.extend(hdlr(b"soun", "SoundHandler"));
             b.extend(bx(b"minf", |b| {
                 b.extend(full(b"smhd", 0, 0, |b| b.extend_from_slice(&[0; 4])));
@@ -402,37 +605,104 @@ fn opus_trak(
                 b.extend(bx(b"stbl", |b| {
                     b.extend(full(b"stsd", 0, 0, |b| {
                         u32be(b, 1);
-                        b.extend(bx(b"Opus", |b| {
-                            b.extend_from_slice(&[0; 6]);
-                            u16be(b, 1);
-                            b.extend_from_slice(&[0; 8]);
-                            u16be(b, u16::from(a.channels));
-                            u16be(b, 16);
-                            u16be(b, 0);
-                            u16be(b, 0);
-                            u32be(b, OPUS_TIMESCALE << 16);
-                            b.extend(bx(b"dOps", |b| {
-                                b.push(0);
-                                b.push(a.channels);
-                                u16be(b, a.pre_skip);
-                                u32be(b, OPUS_TIMESCALE);
-                                u16be(b, 0); // output gain
-                                b.push(0); // mapping family 0: mono or stereo
-                            }));
-                        }));
+                        b.extend(audio_sample_entry(a));
                     }));
                     b.extend(full(b"stts", 0, 0, |b| {
-                        u32be(b, 1);
-                        u32be(b, packets);
-                        u32be(b, OPUS_PACKET_SAMPLES);
+                        u32be(b, a.runs.len() as u32);
+                        for &(count, duration) in &a.runs {
+                            u32be(b, count);
+                            u32be(b, duration);
+                        }
                     }));
-                    // No stss: every Opus packet is a sync sample.
+                    // No stss: every Opus packet and AAC access unit is a sync sample.
                     single_chunk(b, packets, offset);
-                    b.extend(stsz(sizes));
+                    b.extend(stsz(&a.sizes));
                 }));
             }));
         }));
     })
+}
+
+/// The fields every audio sample entry starts with (ISO 14496-12 AudioSampleEntry).
+fn audio_entry_fields(b: &mut Vec<u8>, channels: u8, rate: u32) {
+    b.extend_from_slice(&[0; 6]);
+    u16be(b, 1); // data reference index
+    b.extend_from_slice(&[0; 8]);
+    u16be(b, u16::from(channels));
+    u16be(b, 16);
+    u16be(b, 0);
+    u16be(b, 0);
+    // 16.16 fixed point; rates above 65535 Hz do not fit and are written as zero.
+    u32be(b, if rate <= 0xffff { rate << 16 } else { 0 });
+}
+
+fn audio_sample_entry(a: &AudioLayout<'_>) -> Vec<u8> {
+    match a.track {
+        AudioTrack::Opus {
+            channels, pre_skip, ..
+        } => bx(b"Opus", |b| {
+            audio_entry_fields(b, *channels, OPUS_TIMESCALE);
+            b.extend(bx(b"dOps", |b| {
+                b.push(0);
+                b.push(*channels);
+                u16be(b, *pre_skip);
+                u32be(b, OPUS_TIMESCALE);
+                u16be(b, 0); // output gain
+                b.push(0); // mapping family 0: mono or stereo
+            }));
+        }),
+        AudioTrack::Aac {
+            config,
+            channels,
+            sample_rate,
+            ..
+        } => bx(b"mp4a", |b| {
+            audio_entry_fields(b, *channels, *sample_rate);
+            b.extend(esds(a, config));
+        }),
+    }
+}
+
+/// An MPEG-4 descriptor: tag, then its length in the four-byte form every reader accepts.
+fn descriptor(tag: u8, body: &[u8]) -> Vec<u8> {
+    let n = body.len() as u32;
+    let mut d = vec![
+        tag,
+        0x80 | ((n >> 21) & 0x7f) as u8,
+        0x80 | ((n >> 14) & 0x7f) as u8,
+        0x80 | ((n >> 7) & 0x7f) as u8,
+        (n & 0x7f) as u8,
+    ];
+    d.extend_from_slice(body);
+    d
+}
+
+/// The elementary stream descriptor of an AAC track (ISO 14496-1 §7.2.6.5, 14496-14 §5.6).
+fn esds(a: &AudioLayout<'_>, config: &[u8]) -> Vec<u8> {
+    let largest = a.sizes.iter().copied().max().unwrap_or(0);
+    let seconds_x_rate = u64::from(a.media_duration.max(1));
+    let avg = a.bytes * 8 * u64::from(a.track.timescale()) / seconds_x_rate;
+    let avg = u32::try_from(avg).unwrap_or(u32::MAX);
+    let mut dcd = vec![
+        0x40, // object type: MPEG-4 audio
+        0x15, // stream type 5 (audio) << 2 | reserved bit
+    ];
+    // bufferSizeDB is 24 bits.
+    dcd.extend_from_slice(&largest.min(0x00ff_ffff).to_be_bytes()[1..]);
+    let peak = largest
+        .saturating_mul(8)
+        .saturating_mul(a.track.timescale())
+        / match a.track {
+            AudioTrack::Aac { frame_samples, .. } => (*frame_samples).max(1),
+            AudioTrack::Opus { .. } => 1,
+        };
+    dcd.extend_from_slice(&peak.max(avg).to_be_bytes());
+    dcd.extend_from_slice(&avg.to_be_bytes());
+    dcd.extend(descriptor(0x05, config));
+    let mut es = vec![0, 0, 0]; // ES_ID 0, no flags
+    es.extend(descriptor(0x04, &dcd));
+    es.extend(descriptor(0x06, &[0x02])); // SLConfig: predefined for MP4
+    full(b"esds", 0, 0, |b| b.extend(descriptor(0x03, &es)))
 }
 
 /// The one title tag, as an iTunes-style `©nam` item that players and ffprobe read.
@@ -502,16 +772,85 @@ mod tests {
         let file = write_mp4(&video, None, "t").unwrap();
         assert_eq!(top_level(&file), [*b"ftyp", *b"moov", *b"mdat"]);
         assert!(file.ends_with(&[0, 0, 0, 4, 0x65, 1, 2, 3, 0, 0, 0, 2, 0x41, 9]));
-        let packets = vec![vec![1u8; 10]; 5];
-        let opus = OpusTrack {
-            packets: &packets,
+        // TOC 0xfc: CELT 20 ms, one frame.
+        let packets = vec![[0xfc].into_iter().chain([1u8; 9]).collect::<Vec<u8>>(); 5];
+        let opus = AudioTrack::Opus {
+            packets,
             channels: 2,
             pre_skip: OPUS_PRE_SKIP,
         };
         let with_audio = write_mp4(&video, Some(&opus), "t").unwrap();
         assert_eq!(top_level(&with_audio), [*b"ftyp", *b"moov", *b"mdat"]);
         assert!(with_audio.windows(4).any(|w| w == b"dOps"));
-        assert!(with_audio.ends_with(&[1u8; 50]));
+        assert!(with_audio.ends_with(&[0xfc, 1, 1, 1, 1, 1, 1, 1, 1, 1]));
+    }
+
+    #[test]
+    fn opus_durations_come_from_the_toc() {
+        // CELT 20 ms, SILK 60 ms, hybrid 10 ms, two CELT 2.5 ms frames, code 3 with 6 frames.
+        assert_eq!(opus_packet_samples(&[0xf8]).unwrap(), 960);
+        assert_eq!(opus_packet_samples(&[0x18]).unwrap(), 2880);
+        assert_eq!(opus_packet_samples(&[0x60]).unwrap(), 480);
+        assert_eq!(opus_packet_samples(&[0x81]).unwrap(), 240);
+        assert_eq!(opus_packet_samples(&[0xfb, 0x06]).unwrap(), 5760);
+        assert!(opus_packet_samples(&[0xfb, 0x07]).is_err(), "over 120 ms");
+        assert!(opus_packet_samples(&[0xfb]).is_err());
+        assert!(opus_packet_samples(&[]).is_err());
+    }
+
+    #[test]
+    fn writes_aac_with_priming_and_cuts_at_access_units() {
+        let sps = vec![0x67, 100, 0x0c, 31, 0xaa];
+        let pps = vec![0x68, 0xbb];
+        let nals = vec![vec![0x65, 1, 2, 3]];
+        let video = VideoTrack {
+            width: 64,
+            height: 32,
+            sps: &sps,
+            pps: &pps,
+            samples: vec![
+                VideoSample {
+                    nals: &nals,
+                    sync: true,
+                };
+                24
+            ],
+        };
+        let mut aac = AudioTrack::Aac {
+            config: vec![0x12, 0x10],
+            packets: vec![vec![0x21; 7]; 50],
+            sample_rate: 44_100,
+            channels: 2,
+            frame_samples: 1024,
+            priming: 1024,
+        };
+        // One second of video: (k − 1)·1024 ≤ 44 100 keeps k ≤ 44.
+        aac.cut_to_frames(24).unwrap();
+        assert_eq!(aac.packet_count(), 44);
+        assert_eq!(aac.duration_ticks().unwrap(), 43 * 1024);
+        let file = write_mp4(&video, Some(&aac), "t").unwrap();
+        let has = |k: &[u8]| file.windows(k.len()).any(|w| w == k);
+        assert!(has(b"mp4a") && has(b"esds") && has(b"elst"));
+        // stts: one run of 44 units of 1024; elst: skip 1024 ticks.
+        assert!(has(&[0, 0, 0, 1, 0, 0, 0, 44, 0, 0, 4, 0]));
+        assert!(has(&[0, 0, 4, 0, 0, 1, 0, 0]));
+        // The AudioSpecificConfig sits in a DecoderSpecificInfo descriptor.
+        assert!(has(&[0x05, 0x80, 0x80, 0x80, 0x02, 0x12, 0x10]));
+
+        // Opus packets of mixed length get one stts run each.
+        let mut packets = vec![vec![0xf8, 1]; 3];
+        packets.push(vec![0x18, 2]);
+        let opus = AudioTrack::Opus {
+            packets,
+            channels: 2,
+            pre_skip: OPUS_PRE_SKIP,
+        };
+        assert_eq!(opus.duration_ticks().unwrap(), 3 * 960 + 2880);
+        let file = write_mp4(&video, Some(&opus), "t").unwrap();
+        let has = |k: &[u8]| file.windows(k.len()).any(|w| w == k);
+        assert!(has(&[
+            0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 3, 0xc0, 0, 0, 0, 1, 0, 0, 0x0b, 0x40
+        ]));
     }
 
     #[test]

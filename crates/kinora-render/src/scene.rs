@@ -1,10 +1,12 @@
 //! The text2video stand-in: a procedural landscape chosen and parameterised by the prompt's
-//! seed. A gradient sky, silhouette bands that drift with parallax, and soft discs on
-//! Lissajous paths, drawn straight into I420. Per-frame parameters are computed in f64 with
+//! seed. A gradient sky and silhouette bands form the backdrop, drawn once over a camera
+//! canvas (§3.1, §3.7); soft discs on Lissajous paths are blended over each output frame.
+//! Everything is drawn straight into I420. Per-frame parameters are computed in f64 with
 //! `libm`; all per-pixel work is integer, so the bytes are the same on every machine.
 
 use std::f64::consts::PI;
 
+use crate::camera::{CanvasLayout, OVERSAMPLE_DEN, OVERSAMPLE_NUM};
 use crate::frame::{I420Frame, Plane};
 use crate::seed::{sub_seed, SplitMix64};
 
@@ -85,10 +87,8 @@ struct Band {
     colour: Yuv,
     /// Resting height of the band's top edge as a fraction of the frame height.
     base: f64,
-    /// Three (amplitude as a fraction of the height, cycles across the period, phase).
+    /// Three (amplitude as a fraction of the height, cycles across the width, phase).
     waves: [(f64, f64, f64); 3],
-    /// Drift in pixels per frame; nearer bands move faster.
-    speed: f64,
 }
 
 struct Sprite {
@@ -142,7 +142,6 @@ impl Scene {
                     colour: hsl(hue, sat * 0.9, lightness),
                     base: 0.42 + 0.4 * depth + rng.range(-0.03, 0.03),
                     waves,
-                    speed: (0.4 + 2.2 * depth) * rng.range(0.8, 1.2) * width as f64 / 1280.0,
                 }
             })
             .collect();
@@ -183,6 +182,33 @@ impl Scene {
         }
     }
 
+    /// The same scene with its colours taken from `palette` (e.g. the references' median cut,
+    /// §3.9) instead of the seeded hues; geometry and motion are unchanged. The two lightest
+    /// colours make the sky, lighter ones the far bands, and nearer bands are darkened.
+    pub fn with_palette(mut self, palette: &[Yuv; 5]) -> Self {
+        let mut p = *palette;
+        p.sort_by_key(|c| (c.y, c.u, c.v));
+        self.sky_top = p[3];
+        self.sky_bottom = p[4];
+        let count = self.bands.len().max(1);
+        for (j, band) in self.bands.iter_mut().enumerate() {
+            // Keep 100 % of the colour at depth 0 down to 50 % for the nearest band.
+            let keep = 256 - (128 * (j as i32 + 1) / count as i32);
+            let c = p[3 - (j * 4 / count).min(3)];
+            let toward =
+                |v: u8, base: i32| (base + ((i32::from(v) - base) * keep + 128) / 256) as u8;
+            band.colour = Yuv {
+                y: toward(c.y, 16),
+                u: toward(c.u, 128),
+                v: toward(c.v, 128),
+            };
+        }
+        for (j, sprite) in self.sprites.iter_mut().enumerate() {
+            sprite.colour = p[(j + 2) % 5];
+        }
+        self
+    }
+
     pub fn width(&self) -> usize {
         self.width
     }
@@ -196,8 +222,8 @@ impl Scene {
         I420Frame::filled(self.width, self.height, (16, 128, 128))
     }
 
-    /// Draws frame `index` into `out`; a buffer of another size is replaced by one of the
-    /// scene's size first.
+    /// Draws frame `index` without a camera into `out`: the backdrop at rest, then the
+    /// sprites. A buffer of another size is replaced by one of the scene's size first.
     pub fn draw(&self, index: u32, out: &mut I420Frame) {
         if self.width == 0 || self.height == 0 {
             return;
@@ -209,24 +235,29 @@ impl Scene {
         if !(fits(&out.y, w, h) && fits(&out.u, w / 2, h / 2) && fits(&out.v, w / 2, h / 2)) {
             *out = self.blank_frame();
         }
+        self.backdrop(out, 1.0, 0.0);
+        self.draw_sprites(index, out);
+    }
+
+    /// The backdrop (sky and bands) drawn once over the whole canvas of `layout`, whose view
+    /// is the scene's size: the camera then moves over it (§3.7).
+    pub fn draw_canvas(&self, layout: &CanvasLayout) -> I420Frame {
+        let mut canvas =
+            I420Frame::filled(layout.canvas_width, layout.canvas_height, (16, 128, 128));
+        if self.width > 0 && self.height > 0 {
+            let k = OVERSAMPLE_NUM as f64 / OVERSAMPLE_DEN as f64;
+            self.backdrop(&mut canvas, k, layout.origin() as f64);
+        }
+        canvas
+    }
+
+    /// Blends the sprites of frame `index` over `out`, in output space; `out` must have the
+    /// scene's size.
+    pub fn draw_sprites(&self, index: u32, out: &mut I420Frame) {
+        if out.width() != self.width || out.height() != self.height {
+            return;
+        }
         let t = f64::from(index) / 24.0;
-        let mut tops = vec![0i64; self.width * self.bands.len()];
-        for (j, band) in self.bands.iter().enumerate() {
-            let shift = band.speed * f64::from(index);
-            let row = &mut tops[j * self.width..(j + 1) * self.width];
-            for (x, top) in row.iter_mut().enumerate() {
-                *top = band_top(
-                    band,
-                    (x as f64 + 0.5 + shift) / self.width as f64,
-                    self.height,
-                );
-            }
-        }
-        let colours: Vec<Yuv> = self.bands.iter().map(|b| b.colour).collect();
-        for (p, plane) in [&mut out.y, &mut out.u, &mut out.v].into_iter().enumerate() {
-            let scale = if p == 0 { 1 } else { 2 };
-            self.fill_landscape(plane, p, scale, &tops, &colours);
-        }
         for sprite in &self.sprites {
             let cx = (sprite.x.0 + sprite.x.1 * libm::sin(2.0 * PI * sprite.x.2 * t + sprite.x.3))
                 * self.width as f64;
@@ -237,110 +268,141 @@ impl Scene {
         }
     }
 
-    /// Sky gradient, then the bands' column intervals, row by row. `scale` is the plane's
-    /// subsampling; band tops are in luma pixels × [`SUB`].
-    fn fill_landscape(
-        &self,
-        plane: &mut Plane,
-        p: usize,
-        scale: usize,
-        tops: &[i64],
-        colours: &[Yuv],
-    ) {
-        let (w, h) = (plane.width, plane.height);
-        let nb = colours.len();
-        // Per column, the bands that show, top edge ascending, closed by a sentinel. Band j
-        // shows from its top edge down to the top of the next nearer band that starts lower;
-        // a nearer band starting higher hides it completely.
-        let stride = nb + 1;
-        let mut lists = vec![(i64::MAX, 0usize); w * stride];
-        for x in 0..w {
-            let lx = (x * scale + scale / 2).min(self.width - 1);
-            let col = &mut lists[x * stride..(x + 1) * stride];
-            let mut n = 0;
-            let mut nearer = i64::MAX;
-            for j in (0..nb).rev() {
-                let top = tops[j * self.width + lx] / scale as i64;
-                if top < nearer {
-                    col[n] = (top, j);
-                    n += 1;
-                    nearer = top;
-                }
-            }
-            col[..n].reverse();
-        }
-        // Per column: the value showing above its next edge (`SKY` while no band has
-        // started). Each row is first filled from it in one branch-free pass; then only the
-        // columns with an edge in that row, found through per-row buckets, are redone with
-        // coverage, so the work per frame is one pass plus the number of edges.
-        const SKY: u16 = 256;
-        let row_of = |e: i64| -> Option<usize> {
-            if e == i64::MAX {
-                return None;
-            }
-            let r = usize::try_from(e.max(0) / SUB).unwrap_or(usize::MAX);
-            (r < h).then_some(r)
-        };
-        let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); h];
-        for x in 0..w {
-            if let Some(r) = row_of(lists[x * stride].0) {
-                buckets[r].push(x as u32);
+    /// Sky and bands into `out`, whose luma sample centre c lies at view position
+    /// (c − origin) / k on each axis (k = 1, origin = 0 for a frame at rest).
+    fn backdrop(&self, out: &mut I420Frame, k: f64, origin: f64) {
+        let (lw, view_w, view_h) = (out.width(), self.width as f64, self.height as f64);
+        let mut tops = vec![0i64; lw * self.bands.len()];
+        for (j, band) in self.bands.iter().enumerate() {
+            let row = &mut tops[j * lw..(j + 1) * lw];
+            for (x, top) in row.iter_mut().enumerate() {
+                let u = (x as f64 + 0.5 - origin) / k / view_w;
+                let frac = band_top(band, u);
+                *top = libm::floor((frac * view_h * k + origin) * SUB as f64) as i64;
             }
         }
-        let mut passed = vec![0usize; w];
-        let mut showing = vec![SKY; w];
-        let top_c = i64::from(self.sky_top.channel(p));
-        let bottom_c = i64::from(self.sky_bottom.channel(p));
-        let span = (h.max(2) - 1) as i64;
-        let channel: Vec<u8> = colours.iter().map(|c| c.channel(p)).collect();
-        for y in 0..h {
-            let sky = (top_c * (span - y as i64) + bottom_c * y as i64 + span / 2) / span;
-            let (lo, hi) = (y as i64 * SUB, (y as i64 + 1) * SUB);
-            let row = plane.row_mut(y);
-            for (px, &v) in row.iter_mut().zip(&showing) {
-                *px = if v == SKY { sky as u8 } else { v as u8 };
-            }
-            for x in std::mem::take(&mut buckets[y]) {
-                let x = x as usize;
-                let col = &lists[x * stride..(x + 1) * stride];
-                let mut k = passed[x];
-                while col[k].0 <= lo {
-                    k += 1;
-                }
-                let mut value = if k == 0 {
-                    sky
-                } else {
-                    i64::from(channel[col[k - 1].1])
-                };
-                // Edges inside this row: blend each band over what lies behind by coverage.
-                let mut q = k;
-                while col[q].0 < hi {
-                    let (e, j) = col[q];
-                    value = (i64::from(channel[j]) * (hi - e) + value * (e - lo) + SUB / 2) / SUB;
-                    q += 1;
-                }
-                // Bands whose edge lies inside this row show fully from the next row on.
-                passed[x] = q;
-                showing[x] = if q == 0 {
-                    SKY
-                } else {
-                    u16::from(channel[col[q - 1].1])
-                };
-                if let Some(r) = row_of(col[q].0) {
-                    buckets[r].push(x as u32);
-                }
-                row[x] = value as u8;
-            }
+        let colours: Vec<Yuv> = self.bands.iter().map(|b| b.colour).collect();
+        for (p, plane) in [&mut out.y, &mut out.u, &mut out.v].into_iter().enumerate() {
+            let scale = if p == 0 { 1 } else { 2 };
+            let (top_c, bottom_c) = (
+                f64::from(self.sky_top.channel(p)),
+                f64::from(self.sky_bottom.channel(p)),
+            );
+            // The gradient spans the view; above and below it the end colours continue.
+            let sky = |y: usize| {
+                let centre = (y as f64 + 0.5) * scale as f64;
+                let t = ((centre - origin) / k / view_h).clamp(0.0, 1.0);
+                libm::floor(top_c + (bottom_c - top_c) * t + 0.5) as i64
+            };
+            fill_landscape(plane, p, scale, lw, &tops, &colours, &sky);
         }
     }
 }
 
-fn band_top(band: &Band, u: f64, height: usize) -> i64 {
+/// Sky gradient, then the bands' column intervals, row by row. `scale` is the plane's
+/// subsampling; band tops are per luma column (`luma_width` of them per band) in luma rows ×
+/// [`SUB`]; `sky(y)` is the sky's value on row y of this plane.
+fn fill_landscape(
+    plane: &mut Plane,
+    p: usize,
+    scale: usize,
+    luma_width: usize,
+    tops: &[i64],
+    colours: &[Yuv],
+    sky: &dyn Fn(usize) -> i64,
+) {
+    let (w, h) = (plane.width, plane.height);
+    let nb = colours.len();
+    // Per column, the bands that show, top edge ascending, closed by a sentinel. Band j
+    // shows from its top edge down to the top of the next nearer band that starts lower;
+    // a nearer band starting higher hides it completely.
+    let stride = nb + 1;
+    let mut lists = vec![(i64::MAX, 0usize); w * stride];
+    for x in 0..w {
+        let lx = (x * scale + scale / 2).min(luma_width - 1);
+        let col = &mut lists[x * stride..(x + 1) * stride];
+        let mut n = 0;
+        let mut nearer = i64::MAX;
+        for j in (0..nb).rev() {
+            let top = tops[j * luma_width + lx] / scale as i64;
+            if top < nearer {
+                col[n] = (top, j);
+                n += 1;
+                nearer = top;
+            }
+        }
+        col[..n].reverse();
+    }
+    // Per column: the value showing above its next edge (`SKY` while no band has
+    // started). Each row is first filled from it in one branch-free pass; then only the
+    // columns with an edge in that row, found through per-row buckets, are redone with
+    // coverage, so the work per frame is one pass plus the number of edges.
+    const SKY: u16 = 256;
+    let row_of = |e: i64| -> Option<usize> {
+        if e == i64::MAX {
+            return None;
+        }
+        let r = usize::try_from(e.max(0) / SUB).unwrap_or(usize::MAX);
+        (r < h).then_some(r)
+    };
+    let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); h];
+    for x in 0..w {
+        if let Some(r) = row_of(lists[x * stride].0) {
+            buckets[r].push(x as u32);
+        }
+    }
+    let mut passed = vec![0usize; w];
+    let mut showing = vec![SKY; w];
+    let channel: Vec<u8> = colours.iter().map(|c| c.channel(p)).collect();
+    for y in 0..h {
+        let sky = sky(y);
+        let (lo, hi) = (y as i64 * SUB, (y as i64 + 1) * SUB);
+        let row = plane.row_mut(y);
+        for (px, &v) in row.iter_mut().zip(&showing) {
+            *px = if v == SKY { sky as u8 } else { v as u8 };
+        }
+        for x in std::mem::take(&mut buckets[y]) {
+            let x = x as usize;
+            let col = &lists[x * stride..(x + 1) * stride];
+            let mut k = passed[x];
+            while col[k].0 <= lo {
+                k += 1;
+            }
+            let mut value = if k == 0 {
+                sky
+            } else {
+                i64::from(channel[col[k - 1].1])
+            };
+            // Edges inside this row: blend each band over what lies behind by coverage.
+            let mut q = k;
+            while col[q].0 < hi {
+                let (e, j) = col[q];
+                value = (i64::from(channel[j]) * (hi - e) + value * (e - lo) + SUB / 2) / SUB;
+                q += 1;
+            }
+            // Bands whose edge lies inside this row show fully from the next row on.
+            passed[x] = q;
+            showing[x] = if q == 0 {
+                SKY
+            } else {
+                u16::from(channel[col[q - 1].1])
+            };
+            if let Some(r) = row_of(col[q].0) {
+                buckets[r].push(x as u32);
+            }
+            row[x] = value as u8;
+        }
+    }
+}
+
+/// Height of a band's top edge at horizontal view position `u` (0–1 across the view), as a
+/// fraction of the view height.
+fn band_top(band: &Band, u: f64) -> f64 {
     let mut v = band.base;
     for &(amp, cycles, phase) in &band.waves {
         v += amp * libm::sin(2.0 * PI * cycles * u + phase);
     }
-    libm::floor(v * height as f64 * SUB as f64) as i64
+    v
 }
 
 /// A soft disc: full opacity inside, a linear falloff over the outer 30 % of the radius.

@@ -36,8 +36,6 @@ pub const MAX_SOURCE_SIDE: usize = 1 << 24;
 /// Limits on an affine matrix: linear coefficients (scale/shear) and offsets in pixels.
 const AFFINE_LINEAR_LIMIT: f64 = 4096.0;
 const AFFINE_OFFSET_LIMIT: f64 = (1u64 << 24) as f64;
-/// Homography entries are normalised to a largest magnitude of 1 and scaled by 2^60.
-const HOMOGRAPHY_BITS: i32 = 60;
 
 /// A 3×3 projective matrix mapping output positions to source positions, row-major, acting on
 /// column vectors (x, y, 1).
@@ -239,6 +237,17 @@ pub fn warp_plane(
     edge: PlaneEdge,
     dst: &mut Plane,
 ) -> Result<(), WarpError> {
+    warp_plane_with(src, transform, edge, dst, simd_available())
+}
+
+/// [`warp_plane`] with the SIMD kernel allowed or not; both give the same bytes.
+fn warp_plane_with(
+    src: &Plane,
+    transform: &Transform,
+    edge: PlaneEdge,
+    dst: &mut Plane,
+    simd: bool,
+) -> Result<(), WarpError> {
     check_plane(src)?;
     check_plane(dst)?;
     // Source sides below 2^24 keep `side · 2^32` (the span bounds) inside i64.
@@ -257,12 +266,12 @@ pub fn warp_plane(
         let fx = AffineFx::new(transform)?;
         for y in 0..dst.height {
             let (s0, t0) = fx.row_start(y);
-            linear_run(src, s0, fx.a, t0, fx.d, edge, dst.row_mut(y));
+            linear_run(src, s0, fx.a, t0, fx.d, edge, dst.row_mut(y), simd);
         }
     } else {
         let fx = HomographyFx::new(transform)?;
         for y in 0..dst.height {
-            homography_row(src, &fx, y, edge, dst.row_mut(y));
+            homography_row(src, &fx, y, edge, dst.row_mut(y), simd);
         }
     }
     Ok(())
@@ -316,10 +325,12 @@ impl AffineFx {
     }
 }
 
-/// A homography normalised to a largest entry of magnitude 1 and scaled by 2^60, evaluated in
-/// `i128` so that the exact knots are pure integer arithmetic.
+/// A homography normalised to a largest entry of magnitude 1, evaluated at the knots in plain
+/// IEEE double precision: a fixed sequence of multiplications, additions and one division per
+/// knot (never fused), so every platform gets the same bits. Software 128-bit division cost
+/// about 150 ns per knot, more than the whole interpolated run between two knots.
 struct HomographyFx {
-    h: [[i128; 3]; 3],
+    h: [[f64; 3]; 3],
 }
 
 impl HomographyFx {
@@ -328,36 +339,40 @@ impl HomographyFx {
         if max == 0.0 || !max.is_finite() {
             return Err(WarpError::TransformOutOfRange);
         }
-        let mut h = [[0i128; 3]; 3];
-        for (row, src) in h.iter_mut().zip(t.m.iter()) {
-            for (cell, v) in row.iter_mut().zip(src.iter()) {
-                *cell = to_fixed(v / max, HOMOGRAPHY_BITS) as i128;
-            }
-        }
-        Ok(Self { h })
+        Ok(Self {
+            h: t.m.map(|row| row.map(|v| v / max)),
+        })
     }
 
-    /// Sample position of the centre of output pixel (x, y), exact up to the final division.
-    /// Entries are ≤ 2^60 and doubled coordinates ≤ 2^17, so numerators stay below 2^79 and
-    /// 2^111 after the shift.
+    /// Sample position (fixed point) of the centre of output pixel (x, y). Positions are
+    /// saturated to ±2^20 pixels, which every edge mode treats as outside.
     fn eval(&self, x: i64, y: usize) -> (i64, i64) {
-        let (x2, y2) = (2 * x as i128 + 1, 2 * y as i128 + 1);
+        let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
         let h = &self.h;
-        let den = h[2][0] * x2 + h[2][1] * y2 + h[2][2] * 2;
-        if den <= 0 {
-            // Behind the camera: send it far outside, which every edge mode treats as outside.
+        let den = h[2][0] * px + h[2][1] * py + h[2][2];
+        if den.is_nan() || den <= 0.0 {
+            // Behind the camera: send it far outside.
             return (-POS_LIMIT, -POS_LIMIT);
         }
-        let nu = h[0][0] * x2 + h[0][1] * y2 + h[0][2] * 2;
-        let nv = h[1][0] * x2 + h[1][1] * y2 + h[1][2] * 2;
-        let limit = POS_LIMIT as i128;
-        let u = ((nu << FRAC) / den).clamp(-limit, limit) as i64;
-        let v = ((nv << FRAC) / den).clamp(-limit, limit) as i64;
-        (u - HALF, v - HALF)
+        let inv = 1.0 / den;
+        let u = (h[0][0] * px + h[0][1] * py + h[0][2]) * inv;
+        let v = (h[1][0] * px + h[1][1] * py + h[1][2]) * inv;
+        let limit = (POS_LIMIT >> FRAC) as f64;
+        // Scaling by 2^32 is exact after the clamp; NaN survives the clamp and `as` turns it
+        // into 0.
+        let fixed = |p: f64| libm::round(p.clamp(-limit, limit) * ONE as f64) as i64;
+        (fixed(u) - HALF, fixed(v) - HALF)
     }
 }
 
-fn homography_row(src: &Plane, fx: &HomographyFx, y: usize, edge: PlaneEdge, out: &mut [u8]) {
+fn homography_row(
+    src: &Plane,
+    fx: &HomographyFx,
+    y: usize,
+    edge: PlaneEdge,
+    out: &mut [u8],
+    simd: bool,
+) {
     let mut x0 = 0usize;
     let (mut s, mut t) = fx.eval(0, y);
     for chunk in out.chunks_mut(HOMOGRAPHY_STEP) {
@@ -366,7 +381,7 @@ fn homography_row(src: &Plane, fx: &HomographyFx, y: usize, edge: PlaneEdge, out
         let (s1, t1) = fx.eval((x0 + HOMOGRAPHY_STEP) as i64, y);
         let ds = (s1 - s) >> HOMOGRAPHY_STEP_SHIFT;
         let dt = (t1 - t) >> HOMOGRAPHY_STEP_SHIFT;
-        linear_run(src, s, ds, t, dt, edge, chunk);
+        linear_run(src, s, ds, t, dt, edge, chunk, simd);
         s = s1;
         t = t1;
         x0 += HOMOGRAPHY_STEP;
@@ -406,7 +421,18 @@ fn ceil_div(a: i64, b: i64) -> i64 {
 /// are inside the plane is found analytically and runs without any checks of position; the
 /// rest goes through the edge rule. Both paths use the same formula, so the split never
 /// changes a byte.
-fn linear_run(src: &Plane, s0: i64, ds: i64, t0: i64, dt: i64, edge: PlaneEdge, out: &mut [u8]) {
+// The inner loop's inputs are plain scalars on purpose: a struct would be rebuilt per row.
+#[allow(clippy::too_many_arguments)]
+fn linear_run(
+    src: &Plane,
+    s0: i64,
+    ds: i64,
+    t0: i64,
+    dt: i64,
+    edge: PlaneEdge,
+    out: &mut [u8],
+    simd: bool,
+) {
     let n = out.len();
     let (w, h) = (src.width as i64, src.height as i64);
     let (s_hi, t_hi) = ((w - 1) * ONE, (h - 1) * ONE);
@@ -432,7 +458,19 @@ fn linear_run(src: &Plane, s0: i64, ds: i64, t0: i64, dt: i64, edge: PlaneEdge, 
     }
     let stride = src.stride;
     let data = &src.data[..];
-    for (x, px) in out.iter_mut().enumerate().take(end).skip(start) {
+    let first = start as i64;
+    let done = if simd && start < end {
+        inside_run_simd(
+            data,
+            stride,
+            (s0 + first * ds, ds),
+            (t0 + first * dt, dt),
+            &mut out[start..end],
+        )
+    } else {
+        0
+    };
+    for (x, px) in out.iter_mut().enumerate().take(end).skip(start + done) {
         let x = x as i64;
         let (s, t) = (s0 + x * ds, t0 + x * dt);
         // Inside the span 0 ≤ s >> FRAC ≤ w − 2 and 0 ≤ t >> FRAC ≤ h − 2, so the four taps
@@ -452,6 +490,139 @@ fn linear_run(src: &Plane, s0: i64, ds: i64, t0: i64, dt: i64, edge: PlaneEdge, 
     for (x, px) in out.iter_mut().enumerate().skip(end) {
         let x = x as i64;
         *px = sample_edge(src, s0 + x * ds, t0 + x * dt, edge);
+    }
+}
+
+/// Whether this CPU runs the SIMD twin of the inside-span kernel.
+fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The inside-span kernel on SIMD lanes: samples at s + x·ds, t + x·dt (each a (start, step)
+/// pair), every tap inside the plane. Returns how many leading pixels of `out` it filled (a
+/// multiple of 8, possibly 0); the scalar loop does the rest with the same formula.
+fn inside_run_simd(
+    data: &[u8],
+    stride: usize,
+    s: (i64, i64),
+    t: (i64, i64),
+    out: &mut [u8],
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let n = out.len();
+        if n < 8 || data.len() > i32::MAX as usize || !simd_available() {
+            return 0;
+        }
+        // The lanes load 4 bytes at idx and at idx + stride; positions are linear in x, so the
+        // largest row and column indices of the run sit at its ends and bound every load.
+        let last = (n - 1) as i64;
+        let (s_end, t_end) = (s.0 + last * s.1, t.0 + last * t.1);
+        let max_x = ((s.0.max(s_end)) >> FRAC) as usize;
+        let max_y = ((t.0.max(t_end)) >> FRAC) as usize;
+        let reach = max_y
+            .checked_mul(stride)
+            .and_then(|v| v.checked_add(max_x + stride + 4));
+        if reach.is_none_or(|r| r > data.len()) {
+            return 0;
+        }
+        // SAFETY: AVX2 is present (checked above), and every gathered 4-byte load lies inside
+        // `data` by the bound just computed; stores stay inside `out` (whole blocks of 8).
+        unsafe { avx2::inside_run(data, stride, s, t, out) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (data, stride, s, t, out);
+        0
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{FRAC, WEIGHT_BITS};
+
+    /// Eight pixels per step, with exactly the scalar `bilinear` arithmetic in 32-bit lanes:
+    /// top = p00·(256−fx) + p01·fx, bottom likewise, (top·(256−fy) + bottom·fy + 2^15) >> 16.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, `data.len()` must be below 2^31, and for every pixel of
+    /// `out` the 4-byte loads at idx = ⌊t⌋·stride + ⌊s⌋ and idx + stride must lie in `data`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn inside_run(
+        data: &[u8],
+        stride: usize,
+        s: (i64, i64),
+        t: (i64, i64),
+        out: &mut [u8],
+    ) -> usize {
+        let blocks = out.len() / 8;
+        let lanes = |(p, d): (i64, i64), k: i64| {
+            _mm256_set_epi64x(p + (k + 3) * d, p + (k + 2) * d, p + (k + 1) * d, p + k * d)
+        };
+        let (mut s_lo, mut s_hi) = (lanes(s, 0), lanes(s, 4));
+        let (mut t_lo, mut t_hi) = (lanes(t, 0), lanes(t, 4));
+        let s_step = _mm256_set1_epi64x(8 * s.1);
+        let t_step = _mm256_set1_epi64x(8 * t.1);
+        // Low dword of each 64-bit lane, lanes 0–3 from the first vector, 4–7 from the second.
+        let evens = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+        let pack = |lo: __m256i, hi: __m256i| {
+            let shift = _mm_cvtsi32_si128((FRAC - WEIGHT_BITS) as i32);
+            let a = _mm256_permutevar8x32_epi32(_mm256_srl_epi64(lo, shift), evens);
+            let b = _mm256_permutevar8x32_epi32(_mm256_srl_epi64(hi, shift), evens);
+            _mm256_permute2x128_si256::<0x20>(a, b)
+        };
+        let mask = _mm256_set1_epi32(0xff);
+        let one = _mm256_set1_epi32(1 << WEIGHT_BITS);
+        let round = _mm256_set1_epi32(1 << (2 * WEIGHT_BITS - 1));
+        let stride_v = _mm256_set1_epi32(stride as i32);
+        let first_dwords = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
+        let base = data.as_ptr() as *const i32;
+        // Two bytes b0, b1 of a gathered word as the 16-bit pair (b0, b1).
+        let pair = |g: __m256i| {
+            _mm256_or_si256(
+                _mm256_and_si256(g, mask),
+                _mm256_slli_epi32::<8>(_mm256_and_si256(g, _mm256_set1_epi32(0xff00))),
+            )
+        };
+        for b in 0..blocks {
+            // (position >> 24) as u32 = integer part << 8 | 8-bit fraction.
+            let ps = pack(s_lo, s_hi);
+            let pt = pack(t_lo, t_hi);
+            let (xi, fx) = (_mm256_srli_epi32::<8>(ps), _mm256_and_si256(ps, mask));
+            let (yi, fy) = (_mm256_srli_epi32::<8>(pt), _mm256_and_si256(pt, mask));
+            let idx = _mm256_add_epi32(_mm256_mullo_epi32(yi, stride_v), xi);
+            let g0 = _mm256_i32gather_epi32::<1>(base, idx);
+            let g1 = _mm256_i32gather_epi32::<1>(base, _mm256_add_epi32(idx, stride_v));
+            let wx = _mm256_or_si256(_mm256_sub_epi32(one, fx), _mm256_slli_epi32::<16>(fx));
+            let top = _mm256_madd_epi16(pair(g0), wx);
+            let bottom = _mm256_madd_epi16(pair(g1), wx);
+            let sum = _mm256_add_epi32(
+                _mm256_mullo_epi32(top, _mm256_sub_epi32(one, fy)),
+                _mm256_mullo_epi32(bottom, fy),
+            );
+            let v = _mm256_srli_epi32::<16>(_mm256_add_epi32(sum, round));
+            let v16 = _mm256_packus_epi32(v, v);
+            let v8 = _mm256_packus_epi16(v16, v16);
+            let bytes = _mm256_permutevar8x32_epi32(v8, first_dwords);
+            _mm_storel_epi64(
+                out.as_mut_ptr().add(8 * b) as *mut __m128i,
+                _mm256_castsi256_si128(bytes),
+            );
+            s_lo = _mm256_add_epi64(s_lo, s_step);
+            s_hi = _mm256_add_epi64(s_hi, s_step);
+            t_lo = _mm256_add_epi64(t_lo, t_step);
+            t_hi = _mm256_add_epi64(t_hi, t_step);
+        }
+        8 * blocks
     }
 }
 
@@ -543,7 +714,16 @@ pub fn shift_rows(
             shift(y).clamp(-AFFINE_OFFSET_LIMIT, AFFINE_OFFSET_LIMIT),
             FRAC as i32,
         );
-        linear_run(src, s0, ONE, y as i64 * ONE, 0, edge, dst.row_mut(y));
+        linear_run(
+            src,
+            s0,
+            ONE,
+            y as i64 * ONE,
+            0,
+            edge,
+            dst.row_mut(y),
+            simd_available(),
+        );
     }
     Ok(())
 }
@@ -572,8 +752,32 @@ pub fn blend_frames(
         for y in 0..po.height {
             let (ra, rb) = (pa.row(y), pb.row(y));
             for ((o, &va), &vb) in po.row_mut(y).iter_mut().zip(ra).zip(rb) {
-                *o = ((va as u32 * (BLEND_ONE - w) + vb as u32 * w + BLEND_ONE / 2) >> BLEND_BITS)
-                    as u8;
+                *o = mix(va, vb, w);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn mix(a: u8, b: u8, w: u32) -> u8 {
+    ((a as u32 * (BLEND_ONE - w) + b as u32 * w + BLEND_ONE / 2) >> BLEND_BITS) as u8
+}
+
+/// [`blend_frames`] in place: `dst` plays the part of `a` and receives the result, byte for
+/// byte what `blend_frames(dst, b, weight_b, out)` would give.
+pub fn blend_into(dst: &mut I420Frame, b: &I420Frame, weight_b: u32) -> Result<(), WarpError> {
+    let w = weight_b.min(BLEND_ONE);
+    for (pd, pb) in [(&mut dst.y, &b.y), (&mut dst.u, &b.u), (&mut dst.v, &b.v)] {
+        check_plane(pd)?;
+        check_plane(pb)?;
+        if pd.width != pb.width || pd.height != pb.height {
+            return Err(WarpError::SizeMismatch);
+        }
+        for y in 0..pd.height {
+            let rb = pb.row(y);
+            for (o, &vb) in pd.row_mut(y).iter_mut().zip(rb) {
+                *o = mix(*o, vb, w);
             }
         }
     }
@@ -632,6 +836,70 @@ mod tests {
         shift_rows(&src, |_| 3.0, PlaneEdge::Clamp, &mut shifted).unwrap();
         warp_plane(&src, &t, PlaneEdge::Clamp, &mut moved).unwrap();
         assert_eq!(shifted, moved);
+    }
+
+    #[test]
+    fn simd_kernel_matches_its_scalar_twin() {
+        let mut rng = crate::seed::SplitMix64::new(42);
+        let mut src = Plane::new(333, 211, 0);
+        src.data.iter_mut().for_each(|v| *v = rng.next_u64() as u8);
+        // A padded plane as well: the stride leaves bytes after each row.
+        let mut padded = Plane::new(301, 180, 0);
+        padded.stride = 320;
+        padded.data = (0..320 * 179 + 301).map(|_| rng.next_u64() as u8).collect();
+        let mut cases = 0;
+        for plane in [&src, &padded] {
+            for k in 0..40 {
+                let angle = rng.range(-0.6, 0.6);
+                let scale = rng.range(0.4, 2.5);
+                let (c, sn) = (libm::cos(angle) * scale, libm::sin(angle) * scale);
+                let (tx, ty) = (rng.range(-60.0, 160.0), rng.range(-60.0, 120.0));
+                let mut t = Transform::from_rows([[c, -sn, tx], [sn, c, ty], [0.0, 0.0, 1.0]]);
+                if k % 3 == 0 {
+                    t.m[2][0] = rng.range(-4e-4, 4e-4);
+                    t.m[2][1] = rng.range(-4e-4, 4e-4);
+                }
+                if k % 5 == 0 {
+                    t.m[1][0] = 0.0;
+                    t.m[1][1] = scale;
+                    t.m[0][1] = 0.0;
+                }
+                let edge = if k % 2 == 0 {
+                    PlaneEdge::Clamp
+                } else {
+                    PlaneEdge::Fill(16)
+                };
+                let (w, h) = (97 + k * 7, 41 + k * 3);
+                let mut a = Plane::new(w, h, 0);
+                let mut b = Plane::new(w, h, 0);
+                warp_plane_with(plane, &t, edge, &mut a, true).unwrap();
+                warp_plane_with(plane, &t, edge, &mut b, false).unwrap();
+                assert_eq!(a, b, "case {k}: {t:?}");
+                cases += 1;
+            }
+        }
+        assert_eq!(cases, 80);
+        if simd_available() {
+            // The twin above really ran: a run well inside the plane is done on SIMD lanes.
+            let mut out = [0u8; 61];
+            let (s, t) = ((3 * ONE + 5, ONE / 3), (7 * ONE + 9, ONE / 7));
+            assert_eq!(inside_run_simd(&src.data, src.stride, s, t, &mut out), 56);
+            for (x, &v) in out.iter().enumerate().take(56) {
+                let (ps, pt) = (s.0 + x as i64 * s.1, t.0 + x as i64 * t.1);
+                let (xi, yi) = ((ps >> FRAC) as usize, (pt >> FRAC) as usize);
+                let fx = ((ps >> (FRAC - WEIGHT_BITS)) & WEIGHT_MASK) as u32;
+                let fy = ((pt >> (FRAC - WEIGHT_BITS)) & WEIGHT_MASK) as u32;
+                let want = bilinear(
+                    src.get(xi, yi),
+                    src.get(xi + 1, yi),
+                    src.get(xi, yi + 1),
+                    src.get(xi + 1, yi + 1),
+                    fx,
+                    fy,
+                );
+                assert_eq!(v, want, "pixel {x}");
+            }
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use kinora_core::time::SystemClock;
 use kinora_core::{
     AccountId, Dialect, FailureClass, JobKind, NewTask, TaskId, TaskKind, TaskState,
@@ -13,10 +14,26 @@ use kinora_providers::Providers;
 use kinora_server::config::QueueConfig;
 use kinora_server::pipeline::Pipeline;
 use kinora_server::worker::Workers;
-use kinora_storage::{ObjectKey, ObjectStorage, StorageConfig};
+use kinora_storage::{keys, ObjectKey, ObjectStorage, StorageConfig};
 use kinora_store::Store;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+
+/// A photo-like PNG: smooth gradients and a few hard edges.
+fn test_png(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        let band = if (x / 50 + y / 50) % 2 == 0 { 40 } else { 0 };
+        image::Rgb([
+            (x * 255 / width) as u8,
+            (y * 255 / height) as u8,
+            (128 + band) as u8,
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("encode png");
+    out.into_inner()
+}
 
 fn task(account: AccountId, kind: TaskKind, request: serde_json::Value) -> NewTask {
     NewTask {
@@ -68,6 +85,26 @@ async fn text2video_renders_a_real_mp4_into_storage() {
             task(account.id, TaskKind::Text2Video, request),
             JobKind::SUBMIT_TASK,
         )
+        .await
+        .expect("task");
+    // An image2video task whose image was staged as a dialect would stage it.
+    let image_task = task(account.id, TaskKind::Image2Video, serde_json::Value::Null);
+    let image_key = keys::task_input(&image_task.id, "image.png").expect("key");
+    storage
+        .put_bytes(&image_key, Bytes::from(test_png(800, 600)))
+        .await
+        .expect("staged image");
+    let image_task = NewTask {
+        request: json!({
+            "prompt": "the picture comes alive",
+            "image": { "key": image_key.as_str() },
+            "duration": 2,
+            "camera_control": { "type": "simple", "config": { "zoom": 5 } },
+        }),
+        ..image_task
+    };
+    let (animated, _) = store
+        .create_task(image_task, JobKind::SUBMIT_TASK)
         .await
         .expect("task");
     let (unsupported, _) = store
@@ -152,6 +189,23 @@ async fn text2video_renders_a_real_mp4_into_storage() {
         (1280, 720, 24)
     );
     assert_ne!(copy, mp4, "the copy carries the label");
+
+    let animated = store
+        .get_task(account.id, animated.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(animated.state, TaskState::Succeeded, "{animated:?}");
+    let video = &animated.result.expect("result")["videos"][0];
+    let key = ObjectKey::parse(video["key"].as_str().expect("key")).expect("key");
+    let info = probe_video("video", &storage.get_bytes(&key).await.expect("video"))
+        .await
+        .expect("a real MP4");
+    // A 4:3 image keeps its shape: contain-fitted into std's 1280x720 frame.
+    assert_eq!(
+        (info.width, info.height, info.frame_count, info.has_audio),
+        (960, 720, 48, false)
+    );
 
     let refused = store
         .get_task(account.id, unsupported.id)

@@ -18,6 +18,9 @@ const HOLE_FILL_FRACTION: f64 = 0.04;
 /// Shimmer amplitude (fraction of W) and wavelength (fraction of H).
 const SHIMMER_AMPLITUDE: f64 = 0.0015;
 const SHIMMER_WAVELENGTH: f64 = 0.12;
+/// The shimmer's amplitude eases in over this many seconds, from 0 at frame 0, so that the
+/// first frame is exactly the picture (§3.4) and the wind does not start with a jolt.
+const SHIMMER_FADE_IN_S: f64 = 1.0;
 /// Luma (or alpha) at or above this is painted.
 const PAINTED: u8 = 128;
 
@@ -319,7 +322,6 @@ pub struct MotionBrush {
     layers: Vec<Layer>,
     /// Static alpha for luma and chroma, if a static mask was given.
     static_alpha: Option<(Plane, Plane)>,
-    frame0: I420Frame,
     frame_count: usize,
     fps: f64,
 }
@@ -390,22 +392,14 @@ impl MotionBrush {
             v: fill_holes(&base.v, &holes_chroma, r.div_ceil(2)),
         };
 
-        let mut brush = Self {
+        Ok(Self {
             base: base.clone(),
             background,
             layers,
-            static_alpha: None,
-            frame0: base.clone(),
+            static_alpha,
             frame_count,
             fps: fps as f64,
-        };
-        // The static region shows frame 0 as composed without it.
-        let mut scratch = brush.scratch();
-        let mut frame0 = base.clone();
-        brush.render(0, &mut scratch, &mut frame0)?;
-        brush.frame0 = frame0;
-        brush.static_alpha = static_alpha;
-        Ok(brush)
+        })
     }
 
     pub fn scratch(&self) -> BrushScratch {
@@ -440,9 +434,25 @@ impl MotionBrush {
         if size(out) != want || !scratch_ok {
             return Err(WarpError::SizeMismatch.into());
         }
+        if frame_index == 0 {
+            // Frame 0 is the picture (§3.4). With every displacement and the shimmer at zero
+            // the composition below differs from it only in the feathered rims of the dynamic
+            // regions, where the hole fill shows through the soft alpha.
+            for (o, b) in [
+                (&mut out.y, &self.base.y),
+                (&mut out.u, &self.base.u),
+                (&mut out.v, &self.base.v),
+            ] {
+                for y in 0..o.height {
+                    o.row_mut(y).copy_from_slice(b.row(y));
+                }
+            }
+            return Ok(());
+        }
         let (w, h) = (self.base.width() as f64, self.base.height() as f64);
         let tau = frame_index as f64 / self.fps;
-        let amplitude = SHIMMER_AMPLITUDE * w;
+        let fade = crate::camera::ease(tau / SHIMMER_FADE_IN_S);
+        let amplitude = SHIMMER_AMPLITUDE * w * fade;
         let wavelength = SHIMMER_WAVELENGTH * h;
         // Row y's centre in luma rows is y + ½; a chroma row covers luma rows 2y and 2y+1.
         let wind = |luma_y: f64| {
@@ -485,9 +495,10 @@ impl MotionBrush {
         }
 
         if let Some((luma, chroma)) = &self.static_alpha {
-            blend_plane(&mut out.y, &self.frame0.y, luma);
-            blend_plane(&mut out.u, &self.frame0.u, chroma);
-            blend_plane(&mut out.v, &self.frame0.v, chroma);
+            // Frame 0 is the base picture, so the static region keeps its pixels.
+            blend_plane(&mut out.y, &self.base.y, luma);
+            blend_plane(&mut out.u, &self.base.u, chroma);
+            blend_plane(&mut out.v, &self.base.v, chroma);
         }
         Ok(())
     }
