@@ -303,7 +303,10 @@ fn main() -> std::process::ExitCode {
         for c in cases() {
             let spec = spec_for(&c, &photo);
             for secs in [1u32, 5] {
-                let s = RenderSpec { duration_s: Some(secs), ..spec.clone() };
+                let s = RenderSpec {
+                    duration_s: Some(secs),
+                    ..spec.clone()
+                };
                 let t = Instant::now();
                 let _ = image2video_frames(&s, None, 1);
                 let _ = writeln!(out, "{} {secs}s: {:.3}", c.name, t.elapsed().as_secs_f64());
@@ -312,7 +315,10 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     for case in cases() {
-        if only.as_ref().is_some_and(|o| !case.name.starts_with(o.as_str())) {
+        if only
+            .as_ref()
+            .is_some_and(|o| !case.name.starts_with(o.as_str()))
+        {
             continue;
         }
         let spec = spec_for(&case, &photo);
