@@ -373,18 +373,97 @@ fn homography_row(
     out: &mut [u8],
     simd: bool,
 ) {
-    let mut x0 = 0usize;
+    const BATCH: usize = 32;
+    let (w, h) = (src.width as i64, src.height as i64);
+    let (s_hi, t_hi) = ((w - 1) * ONE, (h - 1) * ONE);
+    let inside = |s: i64, t: i64| 0 <= s && s < s_hi && 0 <= t && t < t_hi;
+    let simd = simd && simd_available() && src.data.len() <= i32::MAX as usize;
+    // Whole segments lying inside the plane are batched for the SIMD kernel; the rest (and
+    // everything without SIMD) goes through `linear_run`. Both use the same positions and
+    // the same formula.
+    let mut batch = [(0i64, 0i64, 0i64, 0i64); BATCH];
+    let (mut queued, mut batch_start) = (0usize, 0usize);
+    let flush = |batch: &[(i64, i64, i64, i64)], at: usize, out: &mut [u8]| {
+        if !batch.is_empty() {
+            let end = at + batch.len() * HOMOGRAPHY_STEP;
+            segments_simd(&src.data, src.stride, batch, &mut out[at..end]);
+        }
+    };
+    let n = out.len();
     let (mut s, mut t) = fx.eval(0, y);
-    for chunk in out.chunks_mut(HOMOGRAPHY_STEP) {
-        // The knot after a short last chunk is still HOMOGRAPHY_STEP away, so the step is
+    let mut x0 = 0usize;
+    while x0 < n {
+        // The knot after a short last segment is still HOMOGRAPHY_STEP away, so the step is
         // always a shift; |difference| ≤ 2^53 keeps 16 steps inside i64.
         let (s1, t1) = fx.eval((x0 + HOMOGRAPHY_STEP) as i64, y);
         let ds = (s1 - s) >> HOMOGRAPHY_STEP_SHIFT;
         let dt = (t1 - t) >> HOMOGRAPHY_STEP_SHIFT;
-        linear_run(src, s, ds, t, dt, edge, chunk, simd);
+        let len = HOMOGRAPHY_STEP.min(n - x0);
+        let last = (HOMOGRAPHY_STEP - 1) as i64;
+        let fast = simd
+            && len == HOMOGRAPHY_STEP
+            && inside(s, t)
+            && inside(s + last * ds, t + last * dt)
+            && loads_fit(
+                &src.data,
+                src.stride,
+                (s, s + last * ds),
+                (t, t + last * dt),
+            );
+        if fast {
+            if queued == 0 {
+                batch_start = x0;
+            }
+            batch[queued] = (s, ds, t, dt);
+            queued += 1;
+            if queued == BATCH {
+                flush(&batch[..queued], batch_start, out);
+                queued = 0;
+            }
+        } else {
+            flush(&batch[..queued], batch_start, out);
+            queued = 0;
+            linear_run(src, s, ds, t, dt, edge, &mut out[x0..x0 + len], false);
+        }
         s = s1;
         t = t1;
         x0 += HOMOGRAPHY_STEP;
+    }
+    flush(&batch[..queued], batch_start, out);
+}
+
+/// Whether the SIMD kernel's 4-byte loads at idx and idx + stride stay inside `data` for
+/// positions between the given ends (positions are linear, so the ends bound every pixel).
+fn loads_fit(data: &[u8], stride: usize, s: (i64, i64), t: (i64, i64)) -> bool {
+    if s.0.min(s.1) < 0 || t.0.min(t.1) < 0 {
+        return false;
+    }
+    let max_x = (s.0.max(s.1) >> FRAC) as usize;
+    let max_y = (t.0.max(t.1) >> FRAC) as usize;
+    max_y
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(max_x + stride + 4))
+        .is_some_and(|reach| reach <= data.len() && reach <= i32::MAX as usize)
+}
+
+/// Runs whole homography segments (see `homography_row`) on the SIMD kernel.
+fn segments_simd(data: &[u8], stride: usize, segments: &[(i64, i64, i64, i64)], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if simd_available() && out.len() == segments.len() * HOMOGRAPHY_STEP {
+            // SAFETY: AVX2 is present; every segment passed `loads_fit`, so all gathered loads
+            // lie inside `data`; `out` holds exactly 16 pixels per segment.
+            unsafe { avx2::segments(data, stride, segments, out) };
+            return;
+        }
+    }
+    // Not reached on machines without the kernel (`homography_row` only batches when it is
+    // available); kept exact all the same.
+    for (k, &(s, ds, t, dt)) in segments.iter().enumerate() {
+        let chunk = out.chunks_mut(HOMOGRAPHY_STEP).nth(k);
+        if let Some(chunk) = chunk {
+            inside_scalar(data, stride, (s, ds), (t, dt), chunk);
+        }
     }
 }
 
@@ -470,9 +549,26 @@ fn linear_run(
     } else {
         0
     };
-    for (x, px) in out.iter_mut().enumerate().take(end).skip(start + done) {
+    let from = (start + done) as i64;
+    inside_scalar(
+        data,
+        stride,
+        (s0 + from * ds, ds),
+        (t0 + from * dt, dt),
+        &mut out[start + done..end],
+    );
+    for (x, px) in out.iter_mut().enumerate().skip(end) {
         let x = x as i64;
-        let (s, t) = (s0 + x * ds, t0 + x * dt);
+        *px = sample_edge(src, s0 + x * ds, t0 + x * dt, edge);
+    }
+}
+
+/// Samples at s.0 + x·s.1, t.0 + x·t.1 for every pixel x of `out`, all four taps inside the
+/// plane: the scalar kernel, and the reference for the SIMD one.
+fn inside_scalar(data: &[u8], stride: usize, s: (i64, i64), t: (i64, i64), out: &mut [u8]) {
+    for (x, px) in out.iter_mut().enumerate() {
+        let x = x as i64;
+        let (s, t) = (s.0 + x * s.1, t.0 + x * t.1);
         // Inside the span 0 ≤ s >> FRAC ≤ w − 2 and 0 ≤ t >> FRAC ≤ h − 2, so the four taps
         // lie inside the plane (checked by `check_plane`).
         let idx = (t >> FRAC) as usize * stride + (s >> FRAC) as usize;
@@ -486,10 +582,6 @@ fn linear_run(
             fx,
             fy,
         );
-    }
-    for (x, px) in out.iter_mut().enumerate().skip(end) {
-        let x = x as i64;
-        *px = sample_edge(src, s0 + x * ds, t0 + x * dt, edge);
     }
 }
 
@@ -518,23 +610,20 @@ fn inside_run_simd(
     #[cfg(target_arch = "x86_64")]
     {
         let n = out.len();
-        if n < 8 || data.len() > i32::MAX as usize || !simd_available() {
+        if n < 8 || !simd_available() {
             return 0;
         }
-        // The lanes load 4 bytes at idx and at idx + stride; positions are linear in x, so the
-        // largest row and column indices of the run sit at its ends and bound every load.
         let last = (n - 1) as i64;
-        let (s_end, t_end) = (s.0 + last * s.1, t.0 + last * t.1);
-        let max_x = ((s.0.max(s_end)) >> FRAC) as usize;
-        let max_y = ((t.0.max(t_end)) >> FRAC) as usize;
-        let reach = max_y
-            .checked_mul(stride)
-            .and_then(|v| v.checked_add(max_x + stride + 4));
-        if reach.is_none_or(|r| r > data.len()) {
+        if !loads_fit(
+            data,
+            stride,
+            (s.0, s.0 + last * s.1),
+            (t.0, t.0 + last * t.1),
+        ) {
             return 0;
         }
-        // SAFETY: AVX2 is present (checked above), and every gathered 4-byte load lies inside
-        // `data` by the bound just computed; stores stay inside `out` (whole blocks of 8).
+        // SAFETY: AVX2 is present, and every gathered 4-byte load lies inside `data` by
+        // `loads_fit`; stores stay inside `out` (whole blocks of 8).
         unsafe { avx2::inside_run(data, stride, s, t, out) }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -548,14 +637,78 @@ fn inside_run_simd(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{FRAC, WEIGHT_BITS};
+    use super::{FRAC, HOMOGRAPHY_STEP, WEIGHT_BITS};
 
-    /// Eight pixels per step, with exactly the scalar `bilinear` arithmetic in 32-bit lanes:
-    /// top = p00·(256−fx) + p01·fx, bottom likewise, (top·(256−fy) + bottom·fy + 2^15) >> 16.
+    /// Eight samples at the positions held in 64-bit lanes (`s_lo`, `s_hi`: x of pixels 0–3
+    /// and 4–7; `t_*` likewise), returned as 8 bytes in the low half, with exactly the scalar
+    /// `bilinear` arithmetic in 32-bit lanes: top = p00·(256−fx) + p01·fx, bottom likewise,
+    /// (top·(256−fy) + bottom·fy + 2^15) >> 16.
     ///
     /// # Safety
-    /// The CPU must support AVX2, `data.len()` must be below 2^31, and for every pixel of
-    /// `out` the 4-byte loads at idx = ⌊t⌋·stride + ⌊s⌋ and idx + stride must lie in `data`.
+    /// AVX2 must be present, and for every pixel the 4-byte loads at
+    /// idx = ⌊t⌋·stride + ⌊s⌋ and idx + stride from `base` must be in bounds (idx < 2^31).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(
+        base: *const i32,
+        stride: i32,
+        s_lo: __m256i,
+        s_hi: __m256i,
+        t_lo: __m256i,
+        t_hi: __m256i,
+    ) -> __m128i {
+        // Low dword of each 64-bit lane, lanes 0–3 from the first vector, 4–7 from the second:
+        // (position >> 24) as u32 = integer part << 8 | 8-bit fraction.
+        let evens = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+        let shift = _mm_cvtsi32_si128((FRAC - WEIGHT_BITS) as i32);
+        let pack = |lo: __m256i, hi: __m256i| {
+            let a = _mm256_permutevar8x32_epi32(_mm256_srl_epi64(lo, shift), evens);
+            let b = _mm256_permutevar8x32_epi32(_mm256_srl_epi64(hi, shift), evens);
+            _mm256_permute2x128_si256::<0x20>(a, b)
+        };
+        let mask = _mm256_set1_epi32(0xff);
+        let one = _mm256_set1_epi32(1 << WEIGHT_BITS);
+        let stride_v = _mm256_set1_epi32(stride);
+        // Bytes b0, b1 of a gathered word as the 16-bit pair (b0, b1).
+        let pair = |g: __m256i| {
+            _mm256_or_si256(
+                _mm256_and_si256(g, mask),
+                _mm256_slli_epi32::<8>(_mm256_and_si256(g, _mm256_set1_epi32(0xff00))),
+            )
+        };
+        let (ps, pt) = (pack(s_lo, s_hi), pack(t_lo, t_hi));
+        let (xi, fx) = (_mm256_srli_epi32::<8>(ps), _mm256_and_si256(ps, mask));
+        let (yi, fy) = (_mm256_srli_epi32::<8>(pt), _mm256_and_si256(pt, mask));
+        let idx = _mm256_add_epi32(_mm256_mullo_epi32(yi, stride_v), xi);
+        let g0 = _mm256_i32gather_epi32::<1>(base, idx);
+        let g1 = _mm256_i32gather_epi32::<1>(base, _mm256_add_epi32(idx, stride_v));
+        let wx = _mm256_or_si256(_mm256_sub_epi32(one, fx), _mm256_slli_epi32::<16>(fx));
+        let top = _mm256_madd_epi16(pair(g0), wx);
+        let bottom = _mm256_madd_epi16(pair(g1), wx);
+        let sum = _mm256_add_epi32(
+            _mm256_mullo_epi32(top, _mm256_sub_epi32(one, fy)),
+            _mm256_mullo_epi32(bottom, fy),
+        );
+        let round = _mm256_set1_epi32(1 << (2 * WEIGHT_BITS - 1));
+        let v = _mm256_srli_epi32::<16>(_mm256_add_epi32(sum, round));
+        let v16 = _mm256_packus_epi32(v, v);
+        let v8 = _mm256_packus_epi16(v16, v16);
+        let first_dwords = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
+        _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v8, first_dwords))
+    }
+
+    /// (p, p + d, p + 2d, p + 3d) in 64-bit lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn quad(p: i64, d: i64) -> __m256i {
+        _mm256_set_epi64x(p + 3 * d, p + 2 * d, p + d, p)
+    }
+
+    /// Samples at s.0 + x·s.1, t.0 + x·t.1 for the leading whole blocks of 8 of `out`;
+    /// returns how many pixels were written.
+    ///
+    /// # Safety
+    /// As for [`block`], for every pixel of `out`; `data.len()` below 2^31.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn inside_run(
         data: &[u8],
@@ -565,64 +718,45 @@ mod avx2 {
         out: &mut [u8],
     ) -> usize {
         let blocks = out.len() / 8;
-        let lanes = |(p, d): (i64, i64), k: i64| {
-            _mm256_set_epi64x(p + (k + 3) * d, p + (k + 2) * d, p + (k + 1) * d, p + k * d)
-        };
-        let (mut s_lo, mut s_hi) = (lanes(s, 0), lanes(s, 4));
-        let (mut t_lo, mut t_hi) = (lanes(t, 0), lanes(t, 4));
-        let s_step = _mm256_set1_epi64x(8 * s.1);
-        let t_step = _mm256_set1_epi64x(8 * t.1);
-        // Low dword of each 64-bit lane, lanes 0–3 from the first vector, 4–7 from the second.
-        let evens = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-        let pack = |lo: __m256i, hi: __m256i| {
-            let shift = _mm_cvtsi32_si128((FRAC - WEIGHT_BITS) as i32);
-            let a = _mm256_permutevar8x32_epi32(_mm256_srl_epi64(lo, shift), evens);
-            let b = _mm256_permutevar8x32_epi32(_mm256_srl_epi64(hi, shift), evens);
-            _mm256_permute2x128_si256::<0x20>(a, b)
-        };
-        let mask = _mm256_set1_epi32(0xff);
-        let one = _mm256_set1_epi32(1 << WEIGHT_BITS);
-        let round = _mm256_set1_epi32(1 << (2 * WEIGHT_BITS - 1));
-        let stride_v = _mm256_set1_epi32(stride as i32);
-        let first_dwords = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
+        let (mut s_lo, mut t_lo) = (quad(s.0, s.1), quad(t.0, t.1));
+        let (s4, t4) = (_mm256_set1_epi64x(4 * s.1), _mm256_set1_epi64x(4 * t.1));
         let base = data.as_ptr() as *const i32;
-        // Two bytes b0, b1 of a gathered word as the 16-bit pair (b0, b1).
-        let pair = |g: __m256i| {
-            _mm256_or_si256(
-                _mm256_and_si256(g, mask),
-                _mm256_slli_epi32::<8>(_mm256_and_si256(g, _mm256_set1_epi32(0xff00))),
-            )
-        };
         for b in 0..blocks {
-            // (position >> 24) as u32 = integer part << 8 | 8-bit fraction.
-            let ps = pack(s_lo, s_hi);
-            let pt = pack(t_lo, t_hi);
-            let (xi, fx) = (_mm256_srli_epi32::<8>(ps), _mm256_and_si256(ps, mask));
-            let (yi, fy) = (_mm256_srli_epi32::<8>(pt), _mm256_and_si256(pt, mask));
-            let idx = _mm256_add_epi32(_mm256_mullo_epi32(yi, stride_v), xi);
-            let g0 = _mm256_i32gather_epi32::<1>(base, idx);
-            let g1 = _mm256_i32gather_epi32::<1>(base, _mm256_add_epi32(idx, stride_v));
-            let wx = _mm256_or_si256(_mm256_sub_epi32(one, fx), _mm256_slli_epi32::<16>(fx));
-            let top = _mm256_madd_epi16(pair(g0), wx);
-            let bottom = _mm256_madd_epi16(pair(g1), wx);
-            let sum = _mm256_add_epi32(
-                _mm256_mullo_epi32(top, _mm256_sub_epi32(one, fy)),
-                _mm256_mullo_epi32(bottom, fy),
-            );
-            let v = _mm256_srli_epi32::<16>(_mm256_add_epi32(sum, round));
-            let v16 = _mm256_packus_epi32(v, v);
-            let v8 = _mm256_packus_epi16(v16, v16);
-            let bytes = _mm256_permutevar8x32_epi32(v8, first_dwords);
-            _mm_storel_epi64(
-                out.as_mut_ptr().add(8 * b) as *mut __m128i,
-                _mm256_castsi256_si128(bytes),
-            );
-            s_lo = _mm256_add_epi64(s_lo, s_step);
-            s_hi = _mm256_add_epi64(s_hi, s_step);
-            t_lo = _mm256_add_epi64(t_lo, t_step);
-            t_hi = _mm256_add_epi64(t_hi, t_step);
+            let (s_hi, t_hi) = (_mm256_add_epi64(s_lo, s4), _mm256_add_epi64(t_lo, t4));
+            let v = block(base, stride as i32, s_lo, s_hi, t_lo, t_hi);
+            _mm_storel_epi64(out.as_mut_ptr().add(8 * b) as *mut __m128i, v);
+            s_lo = _mm256_add_epi64(s_hi, s4);
+            t_lo = _mm256_add_epi64(t_hi, t4);
         }
         8 * blocks
+    }
+
+    /// Whole homography segments: segment k covers pixels 16k..16k+16 of `out` with samples
+    /// at s + j·ds, t + j·dt for j = 0..16, from `segments[k]` = (s, ds, t, dt).
+    ///
+    /// # Safety
+    /// As for [`block`], for every pixel; `out` holds 16 pixels per segment; `data.len()`
+    /// below 2^31.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn segments(
+        data: &[u8],
+        stride: usize,
+        segments: &[(i64, i64, i64, i64)],
+        out: &mut [u8],
+    ) {
+        let base = data.as_ptr() as *const i32;
+        for (k, &(s, ds, t, dt)) in segments.iter().enumerate() {
+            let (s4, t4) = (_mm256_set1_epi64x(4 * ds), _mm256_set1_epi64x(4 * dt));
+            let (mut s_lo, mut t_lo) = (quad(s, ds), quad(t, dt));
+            for half in 0..HOMOGRAPHY_STEP / 8 {
+                let (s_hi, t_hi) = (_mm256_add_epi64(s_lo, s4), _mm256_add_epi64(t_lo, t4));
+                let v = block(base, stride as i32, s_lo, s_hi, t_lo, t_hi);
+                let at = k * HOMOGRAPHY_STEP + 8 * half;
+                _mm_storel_epi64(out.as_mut_ptr().add(at) as *mut __m128i, v);
+                s_lo = _mm256_add_epi64(s_hi, s4);
+                t_lo = _mm256_add_epi64(t_hi, t4);
+            }
+        }
     }
 }
 
