@@ -101,6 +101,9 @@ struct Sprite {
     y: (f64, f64, f64, f64),
 }
 
+/// Largest hue turn between the shots of one multi-shot clip, in degrees.
+pub const SHOT_HUE_TURN: f64 = 24.0;
+
 /// A seeded scene at a fixed output size.
 pub struct Scene {
     width: usize,
@@ -114,8 +117,35 @@ pub struct Scene {
 impl Scene {
     /// `width` and `height` must be even (I420).
     pub fn new(seed: u64, prompt: &str, width: usize, height: usize) -> Self {
-        let mut rng = SplitMix64::new(sub_seed(seed, "scene/palette", 0));
-        let base_hue = keyword_hue(prompt).unwrap_or_else(|| rng.range(0.0, 360.0));
+        Self::build(seed, seed, keyword_hue(prompt), 0.0, width, height)
+    }
+
+    /// One shot of a multi-shot clip (§3.6): its bands and sprites come from the shot's seed,
+    /// its palette family from the clip's base seed (and `hue_hint`, a keyword hue of the shot
+    /// prompts), turned by a seeded ±[`SHOT_HUE_TURN`]° so the shots look like one film and
+    /// still tell apart.
+    pub fn shot(
+        shot_seed: u64,
+        film_seed: u64,
+        hue_hint: Option<f64>,
+        width: usize,
+        height: usize,
+    ) -> Self {
+        let mut rng = SplitMix64::new(sub_seed(shot_seed, "scene/shot-hue", 0));
+        let turn = rng.range(-SHOT_HUE_TURN, SHOT_HUE_TURN);
+        Self::build(film_seed, shot_seed, hue_hint, turn, width, height)
+    }
+
+    fn build(
+        palette_seed: u64,
+        seed: u64,
+        hue_hint: Option<f64>,
+        hue_turn: f64,
+        width: usize,
+        height: usize,
+    ) -> Self {
+        let mut rng = SplitMix64::new(sub_seed(palette_seed, "scene/palette", 0));
+        let base_hue = hue_hint.unwrap_or_else(|| rng.range(0.0, 360.0)) + hue_turn;
         let harmonic = [0.0, 30.0, 180.0, -30.0, 150.0];
         let sat = rng.range(0.35, 0.75);
         let light = rng.range(0.45, 0.7);

@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::engine::RenderError;
-use crate::plan::FPS;
+use crate::plan::{frames_for_seconds, FPS};
 use crate::seed::{scene_seed, SplitMix64};
 use crate::spec::{MultiShot, RenderSpec};
 use crate::warp::Transform;
@@ -35,12 +35,43 @@ impl PlannedShot {
 /// Every shot of a multi-shot clip, in order, covering the clip without gaps.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShotLayout {
-    /// Seed of the whole clip, from an empty prompt: Kling ignores `prompt` in multi-shot mode.
+    /// Seed of the whole clip. In multi-shot mode it comes from an empty prompt, because Kling
+    /// ignores `prompt` there.
     pub base_seed: u64,
     pub shots: Vec<PlannedShot>,
+    /// Whether the spec asked for multi-shot (a one-item `multi_prompt` is still multi-shot:
+    /// its seed and palette follow §3.6).
+    pub multi: bool,
 }
 
 impl ShotLayout {
+    /// The layout every kind draws from: the multi-shot layout, or one shot spanning the clip
+    /// with the spec's own prompt and seed.
+    pub fn for_spec(spec: &RenderSpec) -> Result<Self, RenderError> {
+        if let Some(layout) = Self::of(spec)? {
+            return Ok(layout);
+        }
+        let base_seed = scene_seed(&spec.model_name, &spec.prompt, &spec.negative_prompt);
+        Ok(Self {
+            base_seed,
+            shots: vec![PlannedShot {
+                index: 1,
+                prompt: spec.prompt.clone(),
+                start: 0,
+                frames: frames_for_seconds(spec.duration_or_default()),
+                seed: base_seed,
+            }],
+            multi: false,
+        })
+    }
+
+    /// The text the soundtrack reads voice tags from: the prompt, or in multi-shot mode the
+    /// shot prompts in order.
+    pub fn voice_text(&self) -> String {
+        let prompts: Vec<&str> = self.shots.iter().map(|s| s.prompt.as_str()).collect();
+        prompts.join("\n")
+    }
+
     /// The layout of a multi-shot spec, or `None` for a single-shot one.
     pub fn of(spec: &RenderSpec) -> Result<Option<Self>, RenderError> {
         let Some(multi) = &spec.multi_shot else {
@@ -109,7 +140,11 @@ impl ShotLayout {
                 shot
             })
             .collect();
-        Ok(Some(Self { base_seed, shots }))
+        Ok(Some(Self {
+            base_seed,
+            shots,
+            multi: true,
+        }))
     }
 
     pub fn total_frames(&self) -> u32 {

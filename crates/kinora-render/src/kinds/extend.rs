@@ -40,9 +40,9 @@ use crate::still::{Picture, StillCanvas};
 use crate::warp::Transform;
 
 use super::feature_reference::CameraPoint;
-use super::image2video::FirstError;
 use super::motion_control::named;
 use super::video_edit::{encode_pushed, encoder_config, finish_pushed, watermark_for, Sink};
+use super::FirstError;
 
 /// The request field the source comes from, for error messages.
 const FIELD: &str = "video_id";

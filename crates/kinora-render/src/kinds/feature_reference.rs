@@ -22,10 +22,9 @@ use crate::spec::{RenderSpec, VideoReferKind};
 use crate::still::{decode_picture, output_size, StillCanvas};
 use crate::warp::Transform;
 
-use super::image2video::FirstError;
+use super::finish_drawn;
 use super::motion_control::{named, reference_audio};
 use super::video_edit::{open_video, video_reference, VIDEO_FIELD};
-use super::{finish, Frames};
 
 /// Shortest and longest clip when the duration comes from the reference, in seconds.
 pub const MIN_REFERENCE_DURATION_S: u32 = 3;
@@ -292,28 +291,16 @@ pub(super) fn render(
     }
     let keep = video_reference(spec, VideoReferKind::Feature)?.keep_original_sound;
     let plan = StreamPlan::new(spec.mode, clip.size(), clip.frames(), &[]);
-    let errors = FirstError::default();
-    let draw = |i: u32, buf: &mut I420Frame| errors.keep(clip.draw(i, buf));
-    let first = || {
-        clip.frame(0).unwrap_or_else(|e| {
-            errors.keep(Err(e));
-            clip.subject.canvas().blank_frame()
-        })
-    };
-    let out = finish(
+    finish_drawn(
         spec,
-        Frames {
-            plan: &plan,
-            draw: &draw,
-            first_frame: &first,
-        },
+        &plan,
+        &|i, out| clip.draw(i, out),
+        &|| clip.subject.canvas().blank_frame(),
         // A reference shorter than the clip simply ends early (§2.5); it is never looped.
         || reference_audio(&clip.reference, keep, plan.frames, VIDEO_FIELD),
         pool,
         cancel,
-    )?;
-    errors.check()?;
-    Ok(out)
+    )
 }
 
 /// Test-only entry point (§3.15): the pre-encode frames of a feature-reference spec, optionally

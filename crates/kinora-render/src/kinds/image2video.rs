@@ -13,9 +13,9 @@ use crate::camera::{
 };
 use crate::engine::{CancelFlag, EnginePool, RenderError, RenderOutput};
 use crate::frame::{I420Frame, Plane};
-use crate::plan::{frames_for_seconds, Size, StreamPlan, FPS};
+use crate::plan::{Size, StreamPlan, FPS};
 use crate::scene::Scene;
-use crate::seed::scene_seed;
+use crate::shots::{crop_window, ShotLayout};
 use crate::spec::RenderSpec;
 use crate::still::{
     decode_mask, decode_picture, output_size, prepare_mask, FitMapping, Mask, Picture, StillCanvas,
@@ -26,30 +26,7 @@ use crate::warp::brush::{
 };
 use crate::warp::{blend_into, Transform, BLEND_ONE};
 
-use super::{finish, procedural_soundtrack, Frames};
-
-/// Keeps the first error a draw callback met (the encoder's callback cannot return one), so
-/// the render can fail after the fact instead of shipping a wrong frame.
-#[derive(Default)]
-pub(super) struct FirstError(Mutex<Option<RenderError>>);
-
-impl FirstError {
-    pub(super) fn keep(&self, result: Result<(), RenderError>) {
-        if let Err(e) = result {
-            if let Ok(mut slot) = self.0.lock() {
-                slot.get_or_insert(e);
-            }
-        }
-    }
-
-    pub(super) fn check(self) -> Result<(), RenderError> {
-        match self.0.into_inner() {
-            Ok(None) => Ok(()),
-            Ok(Some(e)) => Err(e),
-            Err(_) => Err(RenderError::Internal("a frame job panicked".to_owned())),
-        }
-    }
-}
+use super::{finish_drawn, procedural_soundtrack};
 
 /// Buffers handed out to concurrent frame jobs and taken back, so a render allocates them
 /// once per job that runs at the same time rather than once per frame. Their contents are
@@ -87,11 +64,18 @@ impl Head {
     }
 }
 
+/// The camera of one shot over the picture's canvas.
+struct ShotCamera {
+    /// A later multi-shot shot frames the picture anew (§3.6): view→view, before the camera.
+    framing: Option<Transform>,
+    control: CameraControl,
+}
+
 enum Source {
-    /// `image` alone: the camera move (or the default move) over its canvas.
+    /// `image` alone: the camera move (or the default move) over its canvas, once per shot.
     Camera {
         canvas: StillCanvas,
-        control: CameraControl,
+        shots: Vec<ShotCamera>,
     },
     /// `image_tail` with or without `image`: the eased cross-dissolve (§3.4).
     Dissolve {
@@ -110,6 +94,7 @@ enum Source {
 struct Clip {
     size: Size,
     frames: usize,
+    layout: ShotLayout,
     source: Source,
 }
 
@@ -121,9 +106,6 @@ fn internal(context: &str) -> impl Fn(&dyn std::fmt::Display) -> RenderError + '
 fn check_spec(spec: &RenderSpec) -> Result<(), RenderError> {
     let client = |m: &str| Err(RenderError::Client(m.to_owned()));
     let brush = spec.static_mask.is_some() || !spec.dynamic_masks.is_empty();
-    if spec.multi_shot.is_some() {
-        return client("multi_shot is not supported for image2video by the local engine yet");
-    }
     if spec.first_frame.is_none() && spec.last_frame.is_none() {
         return client("image2video needs `image` or `image_tail`");
     }
@@ -183,8 +165,9 @@ impl Clip {
         pool: &EnginePool,
     ) -> Result<Self, RenderError> {
         check_spec(spec)?;
-        let frames = frames_for_seconds(spec.duration_or_default()) as usize;
-        let seed = scene_seed(&spec.model_name, &spec.prompt, &spec.negative_prompt);
+        let layout = ShotLayout::for_spec(spec)?;
+        let frames = layout.total_frames() as usize;
+        let seed = layout.base_seed;
         let decode = |asset: Option<&crate::spec::Asset>, field: &str| {
             asset.map(|a| decode_picture(a.bytes(), field)).transpose()
         };
@@ -212,10 +195,23 @@ impl Clip {
                     scratch: ScratchPool::new(),
                 }
             }
-            (Some(head), None) => Source::Camera {
-                canvas: canvas(&head)?,
-                control: spec.camera.unwrap_or_else(|| default_move(seed)),
-            },
+            (Some(head), None) => {
+                let (w, h) = (size.width as usize, size.height as usize);
+                let shots = layout
+                    .shots
+                    .iter()
+                    .enumerate()
+                    .map(|(k, shot)| ShotCamera {
+                        // Shot 1 starts on the picture exactly.
+                        framing: (k > 0).then(|| crop_window(shot.seed, w, h)),
+                        control: spec.camera.unwrap_or_else(|| default_move(shot.seed)),
+                    })
+                    .collect();
+                Source::Camera {
+                    canvas: canvas(&head)?,
+                    shots,
+                }
+            }
             (Some(head), Some(tail)) => {
                 let (h, t) = pool.install(|| rayon::join(|| canvas(&head), || canvas(&tail)));
                 Source::Dissolve {
@@ -240,6 +236,7 @@ impl Clip {
         Ok(Self {
             size,
             frames,
+            layout,
             source,
         })
     }
@@ -252,9 +249,15 @@ impl Clip {
         )
     }
 
-    fn camera(&self, control: &CameraControl, i: usize) -> Transform {
+    /// Output→view matrix of frame `i` of shot `k` (`i` counted inside the shot).
+    fn shot_camera(&self, shots: &[ShotCamera], k: usize, i: usize) -> Transform {
         let (w, h) = (self.size.width as usize, self.size.height as usize);
-        camera_transform(control, i, self.frames, w, h)
+        let frames = self.layout.shots[k].frames as usize;
+        let camera = camera_transform(&shots[k].control, i, frames, w, h);
+        match shots[k].framing {
+            Some(framing) => framing * camera,
+            None => camera,
+        }
     }
 
     /// Frame i into `out` (of the output size).
@@ -262,9 +265,14 @@ impl Clip {
         let (w, h) = (self.size.width as usize, self.size.height as usize);
         let warp = internal("image2video frame");
         match &self.source {
-            Source::Camera { canvas, control } => canvas
-                .render(&self.camera(control, i), out)
-                .map_err(|e| warp(&e)),
+            Source::Camera { canvas, shots } => {
+                let (k, local) = self.layout.locate(i as u32).ok_or_else(|| {
+                    RenderError::Internal(format!("frame {i} is past the last shot"))
+                })?;
+                canvas
+                    .render(&self.shot_camera(shots, k, local as usize), out)
+                    .map_err(|e| warp(&e))
+            }
             Source::Dissolve {
                 head,
                 tail,
@@ -307,8 +315,13 @@ impl Clip {
     fn speed(&self) -> Vec<f32> {
         let (w, h) = (self.size.width as usize, self.size.height as usize);
         match &self.source {
-            Source::Camera { control, .. } => {
-                camera_speed(&|i| self.camera(control, i), self.frames, w, h)
+            Source::Camera { shots, .. } => {
+                let mut speed = Vec::with_capacity(self.frames);
+                for (k, shot) in self.layout.shots.iter().enumerate() {
+                    let at = |i| self.shot_camera(shots, k, i);
+                    speed.extend(camera_speed(&at, shot.frames as usize, w, h));
+                }
+                speed
             }
             Source::Dissolve { .. } => camera_speed(
                 &|i| dissolve_at(i, self.frames, w, h).head,
@@ -398,32 +411,25 @@ pub(super) fn render(
     if cancel.is_cancelled() {
         return Err(RenderError::Cancelled);
     }
-    let plan = StreamPlan::new(spec.mode, clip.size, clip.frames as u32, &[]);
-    let errors = FirstError::default();
-    let draw = |i: u32, buf: &mut I420Frame| errors.keep(clip.draw(i as usize, buf));
-    let first = || {
-        clip.frame(0).unwrap_or_else(|e| {
-            errors.keep(Err(e));
-            clip.blank()
-        })
-    };
+    let plan = StreamPlan::new(
+        spec.mode,
+        clip.size,
+        clip.frames as u32,
+        &clip.layout.cuts(),
+    );
     let scene = SoundtrackScene {
-        cuts: Vec::new(),
+        cuts: clip.layout.cuts().into_iter().map(u64::from).collect(),
         camera_speed: clip.speed(),
     };
-    let out = finish(
+    finish_drawn(
         spec,
-        Frames {
-            plan: &plan,
-            draw: &draw,
-            first_frame: &first,
-        },
-        || procedural_soundtrack(spec, plan.frames, &scene),
+        &plan,
+        &|i, out| clip.draw(i as usize, out),
+        &|| clip.blank(),
+        || procedural_soundtrack(spec, &clip.layout, plan.frames, &scene),
         pool,
         cancel,
-    )?;
-    errors.check()?;
-    Ok(out)
+    )
 }
 
 /// Test-only entry point (§3.15): the pre-encode frames of an image2video spec, optionally at a

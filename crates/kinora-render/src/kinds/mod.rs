@@ -12,10 +12,11 @@ pub mod feature_reference;
 pub mod image2video;
 #[doc(hidden)]
 pub mod motion_control;
-mod multi_image;
-mod text2video;
+mod procedural;
 #[doc(hidden)]
 pub mod video_edit;
+
+use std::sync::Mutex;
 
 use crate::audio;
 use crate::cover::cover_jpeg;
@@ -28,7 +29,10 @@ use crate::mux::AudioTrack;
 use crate::overlay::Watermark;
 use crate::plan::StreamPlan;
 use crate::seed::{to_hex, ENGINE, REVISION};
+use crate::shots::ShotLayout;
 use crate::spec::{RenderKind, RenderSpec, VideoReferKind, DURATION_RANGE};
+
+use procedural::Colours;
 
 /// Renders any spec: the engine's one entry point.
 pub fn render(
@@ -38,9 +42,11 @@ pub fn render(
 ) -> Result<RenderOutput, RenderError> {
     validate_common(spec)?;
     match spec.kind {
-        RenderKind::Text2Video => text2video::render(spec, pool, cancel),
+        RenderKind::Text2Video => procedural::render(spec, Colours::Seeded, pool, cancel),
         RenderKind::Image2Video => image2video::render(spec, pool, cancel),
-        RenderKind::MultiImage2Video => multi_image::render(spec, pool, cancel),
+        RenderKind::MultiImage2Video => {
+            procedural::render(spec, Colours::FromReferences, pool, cancel)
+        }
         RenderKind::MotionControl => motion_control::render(spec, pool, cancel),
         RenderKind::Extend => extend::render(spec, pool, cancel),
         RenderKind::Omni
@@ -59,8 +65,10 @@ pub fn render(
         RenderKind::Omni if spec.first_frame.is_some() || spec.last_frame.is_some() => {
             image2video::render(spec, pool, cancel)
         }
-        RenderKind::Omni if !spec.references.is_empty() => multi_image::render(spec, pool, cancel),
-        RenderKind::Omni => text2video::render(spec, pool, cancel),
+        RenderKind::Omni if !spec.references.is_empty() => {
+            procedural::render(spec, Colours::FromReferences, pool, cancel)
+        }
+        RenderKind::Omni => procedural::render(spec, Colours::Seeded, pool, cancel),
     }
 }
 
@@ -83,11 +91,7 @@ fn validate_common(spec: &RenderSpec) -> Result<(), RenderError> {
         )));
     }
     if spec.multi_shot.is_some() {
-        // Refused rather than rendered as one shot: a silently ignored field would look like
-        // a result. The shot layout exists (crate::shots); the kinds do not draw it yet.
-        return Err(RenderError::Client(
-            "multi_shot is not supported by the local engine yet".to_owned(),
-        ));
+        check_multi_shot(spec)?;
     }
     if !spec.voice_ids.is_empty() && !spec.sound {
         return Err(RenderError::Client("voice_list needs sound on".to_owned()));
@@ -98,6 +102,92 @@ fn validate_common(spec: &RenderSpec) -> Result<(), RenderError> {
             .map_err(|e| RenderError::Client(e.to_string()))?;
     }
     Ok(())
+}
+
+/// Multi-shot (§3.6) exists for text2video, image2video and omni; the video-driven kinds take
+/// their timeline from the input video, so shots there are refused rather than ignored.
+fn check_multi_shot(spec: &RenderSpec) -> Result<(), RenderError> {
+    let refuse = |what: &str| {
+        Err(RenderError::Client(format!(
+            "multi_shot cannot be combined with {what}"
+        )))
+    };
+    match spec.kind {
+        RenderKind::Text2Video | RenderKind::Image2Video | RenderKind::Omni => {}
+        RenderKind::MultiImage2Video => return refuse("multi-image2video"),
+        RenderKind::MotionControl => return refuse("motion control"),
+        RenderKind::Extend => return refuse("video extend"),
+    }
+    if spec.video_reference.is_some() {
+        return refuse("a reference video (video_list)");
+    }
+    if spec.last_frame.is_some() {
+        return refuse("image_tail (an end frame)");
+    }
+    if spec.static_mask.is_some() || !spec.dynamic_masks.is_empty() {
+        return refuse("static_mask or dynamic_masks");
+    }
+    // The layout checks the shots themselves (count, indices, durations).
+    ShotLayout::of(spec).map(|_| ())
+}
+
+/// Keeps the first error a draw callback met (the encoder's callback cannot return one), so
+/// the render can fail after the fact instead of shipping a wrong frame.
+#[derive(Default)]
+pub(super) struct FirstError(Mutex<Option<RenderError>>);
+
+impl FirstError {
+    pub(super) fn keep(&self, result: Result<(), RenderError>) {
+        if let Err(e) = result {
+            if let Ok(mut slot) = self.0.lock() {
+                slot.get_or_insert(e);
+            }
+        }
+    }
+
+    pub(super) fn check(self) -> Result<(), RenderError> {
+        match self.0.into_inner() {
+            Ok(None) => Ok(()),
+            Ok(Some(e)) => Err(e),
+            Err(_) => Err(RenderError::Internal("a frame job panicked".to_owned())),
+        }
+    }
+}
+
+/// [`finish`] for a kind whose frames are drawn independently by a fallible `draw`; `blank`
+/// makes a buffer of the output size for the cover. A draw error fails the render.
+pub(crate) fn finish_drawn<S>(
+    spec: &RenderSpec,
+    plan: &StreamPlan,
+    draw: &(dyn Fn(u32, &mut I420Frame) -> Result<(), RenderError> + Sync),
+    blank: &(dyn Fn() -> I420Frame + Sync),
+    soundtrack: S,
+    pool: &EnginePool,
+    cancel: &CancelFlag,
+) -> Result<RenderOutput, RenderError>
+where
+    S: FnOnce() -> Result<Option<AudioTrack>, RenderError> + Send,
+{
+    let errors = FirstError::default();
+    let keep_draw = |i: u32, buf: &mut I420Frame| errors.keep(draw(i, buf));
+    let first = || {
+        let mut frame = blank();
+        errors.keep(draw(0, &mut frame));
+        frame
+    };
+    let out = finish(
+        spec,
+        Frames {
+            plan,
+            draw: &keep_draw,
+            first_frame: &first,
+        },
+        soundtrack,
+        pool,
+        cancel,
+    )?;
+    errors.check()?;
+    Ok(out)
 }
 
 /// What a kind hands to [`finish`].
@@ -175,17 +265,25 @@ where
     })
 }
 
-/// The procedural soundtrack (§3.8) for a spec's seed, or none when sound is off.
+/// The procedural soundtrack (§3.8) for a spec's seed, or none when sound is off. In
+/// multi-shot mode the prompt is ignored (the seed comes from an empty one, §3.6), voice tags
+/// are read from the shot prompts, and every cut in `scene` changes the chord.
 pub(crate) fn procedural_soundtrack(
     spec: &RenderSpec,
+    layout: &ShotLayout,
     frames: u32,
     scene: &audio::SoundtrackScene,
 ) -> Result<Option<AudioTrack>, RenderError> {
     if !spec.sound {
         return Ok(None);
     }
-    let seed = crate::seed::seed_digest(&spec.model_name, &spec.prompt, &spec.negative_prompt);
-    let voices = audio::voice_lines_from_prompt(&spec.prompt, &spec.voice_ids);
+    let prompt = if layout.multi {
+        ""
+    } else {
+        spec.prompt.as_str()
+    };
+    let seed = crate::seed::seed_digest(&spec.model_name, prompt, &spec.negative_prompt);
+    let voices = audio::voice_lines_from_prompt(&layout.voice_text(), &spec.voice_ids);
     let track = audio::soundtrack_scene(&seed, u64::from(frames), &voices, scene)
         .map_err(|e| RenderError::Internal(format!("soundtrack: {e}")))?;
     Ok(Some(AudioTrack::try_from(track)?))

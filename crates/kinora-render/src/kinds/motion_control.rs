@@ -21,8 +21,7 @@ use crate::source::{estimate_motion, MotionTrack, SourceVideo};
 use crate::spec::{CharacterOrientation, MotionControlInput, RenderSpec};
 use crate::still::{decode_picture, output_size, StillCanvas};
 
-use super::image2video::FirstError;
-use super::{finish, Frames};
+use super::finish_drawn;
 
 /// Longest output for `character_orientation: "image"`, in seconds.
 pub const IMAGE_ORIENTATION_CAP_S: f64 = 10.0;
@@ -420,27 +419,15 @@ pub(super) fn render(
     }
     let keep = input(spec)?.keep_original_sound;
     let plan = StreamPlan::new(spec.mode, clip.size, clip.frames(), &[]);
-    let errors = FirstError::default();
-    let draw = |i: u32, buf: &mut I420Frame| errors.keep(clip.draw(i, buf));
-    let first = || {
-        clip.frame(0).unwrap_or_else(|e| {
-            errors.keep(Err(e));
-            clip.canvas.blank_frame()
-        })
-    };
-    let out = finish(
+    finish_drawn(
         spec,
-        Frames {
-            plan: &plan,
-            draw: &draw,
-            first_frame: &first,
-        },
+        &plan,
+        &|i, out| clip.draw(i, out),
+        &|| clip.canvas.blank_frame(),
         || reference_audio(&clip.reference, keep, plan.frames, "video_url"),
         pool,
         cancel,
-    )?;
-    errors.check()?;
-    Ok(out)
+    )
 }
 
 /// Test-only entry point (§3.15): the pre-encode frames of a motion-control spec, optionally at
