@@ -187,17 +187,25 @@ pub fn blend_mask(
     }
 }
 
-/// Blends `image` (an I420 picture the size of `mask`) over `frame` through `mask`, its
-/// top-left at luma (x0, y0) rounded down to even so the chroma planes line up.
-pub fn blend_image(frame: &mut I420Frame, image: &I420Frame, mask: &AlphaMask, x0: i64, y0: i64) {
-    if image.width() != mask.width || image.height() != mask.height {
+/// Blends `image` (an I420 picture the size of `mask`) over `frame` through `mask` scaled by
+/// `opacity` (255 = the mask as is), its top-left at luma (x0, y0) rounded down to even so the
+/// chroma planes line up.
+pub fn blend_image(
+    frame: &mut I420Frame,
+    image: &I420Frame,
+    mask: &AlphaMask,
+    (x0, y0): (i64, i64),
+    opacity: u8,
+) {
+    if image.width() != mask.width || image.height() != mask.height || opacity == 0 {
         return;
     }
     let (x0, y0) = (x0 & !1, y0 & !1);
     let Some((xs, xe, ys, ye)) = clip(frame, x0, y0, mask.width, mask.height) else {
         return;
     };
-    let alpha = |x: i64, y: i64| u32::from(mask.get(x - x0, y - y0));
+    let op = u32::from(opacity);
+    let alpha = |x: i64, y: i64| (u32::from(mask.get(x - x0, y - y0)) * op + 127) / 255;
     for y in ys..ye {
         let src = image.y.row((y - y0) as usize);
         let row = frame.y.row_mut(y as usize);
@@ -486,7 +494,7 @@ mod tests {
         let image = I420Frame::filled(4, 4, (200, 90, 160));
         let mut mask = AlphaMask::new(4, 4);
         mask.data.fill(255);
-        blend_image(&mut frame, &image, &mask, 5, 7);
+        blend_image(&mut frame, &image, &mask, (5, 7), 255);
         // Rounded down to (4, 6).
         assert_eq!(frame.y.get(4, 6), 200);
         assert_eq!(frame.y.get(7, 9), 200);
@@ -494,7 +502,7 @@ mod tests {
         assert_eq!((frame.u.get(2, 3), frame.v.get(3, 4)), (90, 160));
         assert_eq!(frame.u.get(4, 3), 128);
         // Off the frame's edge: clipped, no panic.
-        blend_image(&mut frame, &image, &mask, -2, 14);
+        blend_image(&mut frame, &image, &mask, (-2, 14), 255);
         assert_eq!(frame.y.get(0, 15), 200);
     }
 

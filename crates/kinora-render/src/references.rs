@@ -351,7 +351,12 @@ impl ReferenceLayer {
 
     /// Draws the cards of frame `index` over `frame`, in list order, each over its shadow.
     pub fn draw(&self, index: u32, frame: &mut I420Frame) {
-        if frame.width() != self.width || frame.height() != self.height {
+        self.draw_faded(index, 255, frame);
+    }
+
+    /// [`ReferenceLayer::draw`] with the cards and shadows at `opacity` (255 = opaque).
+    pub fn draw_faded(&self, index: u32, opacity: u8, frame: &mut I420Frame) {
+        if frame.width() != self.width || frame.height() != self.height || opacity == 0 {
             return;
         }
         for (card, at) in self.cards.iter().zip(self.placements(index)) {
@@ -362,9 +367,9 @@ impl ReferenceLayer {
                 at.x + sx,
                 at.y + sy,
                 BLACK,
-                SHADOW_OPACITY,
+                ((u32::from(SHADOW_OPACITY) * u32::from(opacity) + 127) / 255) as u8,
             );
-            blend_image(frame, &card.image, &self.mask, at.x, at.y);
+            blend_image(frame, &card.image, &self.mask, (at.x, at.y), opacity);
         }
     }
 }

@@ -444,6 +444,46 @@ const STATIC: (u32, u32, u32, u32) = (260, 40, 340, 90);
 const BW: u32 = 384;
 const BH: u32 = 216;
 
+#[test]
+fn omni_references_over_a_first_frame_fade_in_as_cards() {
+    let plain = RenderSpec {
+        kind: RenderKind::Omni,
+        ..i2v(Some(dot_image()), 5)
+    };
+    let card = png(picture(400, 400, |x, y| {
+        let k = ((x / 50.0) as u32 + (y / 50.0) as u32) % 2;
+        [230.0, 60.0 + 120.0 * f64::from(k), 40.0]
+    }));
+    let with_cards = RenderSpec {
+        references: vec![card],
+        ..plain.clone()
+    };
+    let a = image2video_frames(&plain, Some(OUT), 2).unwrap();
+    let b = image2video_frames(&with_cards, Some(OUT), 2).unwrap();
+    // Frame 0 is still the picture exactly; a second in, the card is fully there.
+    assert_eq!(a[0], b[0]);
+    let changed = |i: usize| {
+        a[i].y
+            .data
+            .iter()
+            .zip(&b[i].y.data)
+            .filter(|(p, q)| p.abs_diff(**q) > 8)
+            .count()
+    };
+    let card_area = (0.28 * 216.0f64).powi(2) as usize;
+    assert!(
+        changed(6) > 0 && changed(6) < changed(30),
+        "{} {}",
+        changed(6),
+        changed(30)
+    );
+    assert!(
+        changed(30) > card_area / 2,
+        "{} of {card_area}",
+        changed(30)
+    );
+}
+
 fn inside(r: (u32, u32, u32, u32), x: f64, y: f64) -> bool {
     x >= r.0 as f64 && x < r.2 as f64 && y >= r.1 as f64 && y < r.3 as f64
 }

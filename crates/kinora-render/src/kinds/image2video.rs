@@ -9,11 +9,12 @@ use rayon::prelude::*;
 
 use crate::audio::SoundtrackScene;
 use crate::camera::{
-    camera_speed, camera_transform, default_move, dissolve_at, CameraControl, CanvasLayout,
+    camera_speed, camera_transform, default_move, dissolve_at, ease, CameraControl, CanvasLayout,
 };
 use crate::engine::{CancelFlag, EnginePool, RenderError, RenderOutput};
 use crate::frame::{I420Frame, Plane};
 use crate::plan::{Size, StreamPlan, FPS};
+use crate::references::{decode_references, ReferenceLayer};
 use crate::scene::Scene;
 use crate::shots::{crop_window, ShotLayout};
 use crate::spec::RenderSpec;
@@ -96,6 +97,9 @@ struct Clip {
     frames: usize,
     layout: ShotLayout,
     source: Source,
+    /// Omni reference images and elements over a first frame: cards moving through the clip
+    /// (§3.9).
+    cards: Option<ReferenceLayer>,
 }
 
 fn internal(context: &str) -> impl Fn(&dyn std::fmt::Display) -> RenderError + '_ {
@@ -233,11 +237,19 @@ impl Clip {
             }
             (None, None) => return Err(RenderError::Client("image2video needs `image`".into())),
         };
+        let cards = if spec.references.is_empty() {
+            None
+        } else {
+            let pictures = pool.install(|| decode_references(&spec.references, "image_list"))?;
+            let (w, h) = (size.width as usize, size.height as usize);
+            Some(ReferenceLayer::new(&pictures, seed, w, h))
+        };
         Ok(Self {
             size,
             frames,
             layout,
             source,
+            cards,
         })
     }
 
@@ -262,6 +274,16 @@ impl Clip {
 
     /// Frame i into `out` (of the output size).
     fn draw(&self, i: usize, out: &mut I420Frame) -> Result<(), RenderError> {
+        self.draw_source(i, out)?;
+        if let Some(cards) = &self.cards {
+            // The clip still starts on the picture exactly: the cards fade in over a second.
+            let t = ease((i as f64 / f64::from(FPS)).min(1.0));
+            cards.draw_faded(i as u32, libm::round(255.0 * t) as u8, out);
+        }
+        Ok(())
+    }
+
+    fn draw_source(&self, i: usize, out: &mut I420Frame) -> Result<(), RenderError> {
         let (w, h) = (self.size.width as usize, self.size.height as usize);
         let warp = internal("image2video frame");
         match &self.source {
