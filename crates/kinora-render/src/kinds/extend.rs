@@ -16,7 +16,6 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::audio::{encode_opus, soundtrack_pcm_scene, SoundtrackScene, SAMPLES_PER_VIDEO_FRAME};
@@ -24,14 +23,13 @@ use crate::camera::{camera_speed, camera_transform, default_move, ease, progress
 use crate::cover::{cover_jpeg, i420_to_rgb};
 use crate::encode::{encode_chunk, EncodedChunk};
 use crate::engine::{
-    encode_video_labelled, mux_chunks, title, CancelFlag, EnginePool, RenderError, RenderMeta,
-    RenderOutput,
+    encode_video_labelled, title, CancelFlag, EnginePool, RenderError, RenderOutput,
 };
 use crate::frame::I420Frame;
 use crate::grade::{Grade, GradeParams, VignetteShape};
 use crate::mux::{opus_packet_samples, write_mp4, AudioTrack, VideoSample, VideoTrack};
 use crate::plan::{duration_string, Mode, Size, StreamPlan, FPS};
-use crate::seed::{sub_seed, to_hex, ENGINE, REVISION};
+use crate::seed::{sub_seed, to_hex};
 use crate::source::{
     estimate_motion_from_thumbnails, thumbnail_size, GlobalMotion, SourceVideo, VideoSampleRef,
 };
@@ -41,8 +39,9 @@ use crate::warp::Transform;
 
 use super::feature_reference::CameraPoint;
 use super::motion_control::named;
-use super::video_edit::{encode_pushed, encoder_config, finish_pushed, watermark_for, Sink};
+use super::video_edit::{encode_pushed, encoder_config, finish_pushed, Sink};
 use super::FirstError;
+use super::{render_meta, watermark_for, watermarked_copy};
 
 /// The request field the source comes from, for error messages.
 const FIELD: &str = "video_id";
@@ -524,29 +523,19 @@ fn render_copied(
         samples,
     };
     let mp4 = write_mp4(&video, sound.as_ref(), &title(&hex))?;
-    let watermarked_mp4 = match (labelled_source, new_labelled) {
+    let labelled = match (labelled_source, new_labelled) {
         (Some(mut all), Some(new)) => {
             all.extend(new);
-            let id = to_hex(&spec.watermark_identity());
-            Some(mux_chunks(plan, &all, sound.as_ref(), &title(&id))?)
+            Some(all)
         }
         _ => None,
     };
+    let watermarked_mp4 = watermarked_copy(spec, plan, labelled.as_deref(), sound.as_ref())?;
     Ok(RenderOutput {
         mp4,
         cover_jpeg,
         watermarked_mp4,
-        meta: RenderMeta {
-            width: plan.size.width,
-            height: plan.size.height,
-            frame_count: plan.frames,
-            duration: plan.duration_string(),
-            has_audio: sound.is_some(),
-            engine: ENGINE,
-            revision: REVISION,
-            identity: hex,
-            keyframes,
-        },
+        meta: render_meta(plan, sound.is_some(), hex, keyframes),
     })
 }
 
@@ -577,20 +566,18 @@ pub fn extend_continuation_frames(
     spec: &RenderSpec,
     threads: usize,
 ) -> Result<Vec<I420Frame>, RenderError> {
-    super::validate_common(spec)?;
-    let pool = EnginePool::new(threads)?;
-    let ext = Extension::new(spec, &pool, &CancelFlag::new())?;
-    let c = &ext.continuation;
-    pool.install(|| {
-        (0..c.frames)
-            .into_par_iter()
-            .map(|j| {
-                let mut out = c.canvas.blank_frame();
-                c.draw(j, &mut out)?;
-                Ok(out)
-            })
-            .collect()
-    })
+    super::frames_of(
+        spec,
+        threads,
+        |pool| Extension::new(spec, pool, &CancelFlag::new()),
+        |ext| ext.continuation.frames,
+        |ext, j| {
+            let c = &ext.continuation;
+            let mut out = c.canvas.blank_frame();
+            c.draw(j, &mut out)?;
+            Ok(out)
+        },
+    )
 }
 
 #[cfg(test)]

@@ -4,8 +4,6 @@
 //! and clamped to the camera's full-scale limits (§3.3); it then drives the camera over the
 //! first-frame image, or over the procedural scene of the prompt.
 
-use rayon::prelude::*;
-
 use crate::camera::{
     progress, CanvasLayout, HORIZONTAL_FULL_SCALE, ROLL_FULL_SCALE_DEG, VERTICAL_FULL_SCALE,
     ZOOM_FULL_SCALE_FACTOR,
@@ -311,15 +309,13 @@ pub fn feature_reference_frames(
     size_override: Option<Size>,
     threads: usize,
 ) -> Result<Vec<I420Frame>, RenderError> {
-    super::validate_common(spec)?;
-    let pool = EnginePool::new(threads)?;
-    let clip = Clip::new(spec, size_override, &pool, &CancelFlag::new())?;
-    pool.install(|| {
-        (0..clip.frames())
-            .into_par_iter()
-            .map(|i| clip.frame(i))
-            .collect()
-    })
+    super::frames_of(
+        spec,
+        threads,
+        |pool| Clip::new(spec, size_override, pool, &CancelFlag::new()),
+        Clip::frames,
+        Clip::frame,
+    )
 }
 
 #[cfg(test)]

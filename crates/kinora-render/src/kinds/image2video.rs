@@ -462,13 +462,11 @@ pub fn image2video_frames(
     size_override: Option<Size>,
     threads: usize,
 ) -> Result<Vec<I420Frame>, RenderError> {
-    super::validate_common(spec)?;
-    let pool = EnginePool::new(threads)?;
-    let clip = Clip::new(spec, size_override, &pool)?;
-    pool.install(|| {
-        (0..clip.frames)
-            .into_par_iter()
-            .map(|i| clip.frame(i))
-            .collect()
-    })
+    super::frames_of(
+        spec,
+        threads,
+        |pool| Clip::new(spec, size_override, pool),
+        |clip| clip.frames as u32,
+        |clip, i| clip.frame(i as usize),
+    )
 }

@@ -20,6 +20,7 @@ use std::sync::Mutex;
 
 use crate::audio;
 use crate::cover::cover_jpeg;
+use crate::encode::EncodedChunk;
 use crate::engine::{
     encode_video_labelled, mux_chunks, title, CancelFlag, EnginePool, RenderError, RenderMeta,
     RenderOutput,
@@ -190,6 +191,28 @@ where
     Ok(out)
 }
 
+/// The body of the test entry points (§3.15): after the common checks, builds a clip on a
+/// pool of `threads` and draws its `count` frames in parallel.
+pub(super) fn frames_of<C: Sync>(
+    spec: &RenderSpec,
+    threads: usize,
+    build: impl FnOnce(&EnginePool) -> Result<C, RenderError>,
+    count: impl Fn(&C) -> u32,
+    frame: impl Fn(&C, u32) -> Result<I420Frame, RenderError> + Sync,
+) -> Result<Vec<I420Frame>, RenderError> {
+    use rayon::prelude::*;
+    validate_common(spec)?;
+    let pool = EnginePool::new(threads)?;
+    let clip = build(&pool)?;
+    let frames = count(&clip);
+    pool.install(|| {
+        (0..frames)
+            .into_par_iter()
+            .map(|i| frame(&clip, i))
+            .collect()
+    })
+}
+
 /// What a kind hands to [`finish`].
 pub(crate) struct Frames<'a, D> {
     pub plan: &'a StreamPlan,
@@ -212,15 +235,7 @@ where
     S: FnOnce() -> Result<Option<AudioTrack>, RenderError> + Send,
 {
     let plan = frames.plan;
-    // The label is rasterised once, before any frame (§2.6).
-    let watermark = if spec.watermark {
-        Some(Watermark::new(
-            plan.size.width as usize,
-            plan.size.height as usize,
-        )?)
-    } else {
-        None
-    };
+    let watermark = watermark_for(spec, plan)?;
     // The soundtrack and the cover are small jobs; they run beside the chunk encoders.
     let ((encoded, cover), sound) = pool.install(|| {
         rayon::join(
@@ -235,34 +250,77 @@ where
     });
     let (chunks, labelled) = encoded?;
     let cover_jpeg = cover.map_err(|e| RenderError::Internal(format!("cover: {e}")))?;
+    package(spec, plan, &chunks, labelled, sound?, cover_jpeg)
+}
+
+/// The watermark label for the plan's frame size when the spec asks for a watermarked copy,
+/// rasterised once before any frame (§2.6).
+pub(super) fn watermark_for(
+    spec: &RenderSpec,
+    plan: &StreamPlan,
+) -> Result<Option<Watermark>, RenderError> {
+    if !spec.watermark {
+        return Ok(None);
+    }
+    Watermark::new(plan.size.width as usize, plan.size.height as usize).map(Some)
+}
+
+/// Muxes encoded chunks (and the labelled copy's, when there is one) with the sound into the
+/// output files and describes them.
+pub(super) fn package(
+    spec: &RenderSpec,
+    plan: &StreamPlan,
+    chunks: &[EncodedChunk],
+    labelled: Option<Vec<EncodedChunk>>,
+    sound: Option<AudioTrack>,
+    cover_jpeg: Vec<u8>,
+) -> Result<RenderOutput, RenderError> {
     // An audio track is either absent or has packets (§2.5: never a silent track).
-    let sound = sound?.filter(|t| !t.is_empty());
+    let sound = sound.filter(|t| !t.is_empty());
     let hex = to_hex(&spec.identity());
-    let mp4 = mux_chunks(plan, &chunks, sound.as_ref(), &title(&hex))?;
-    // The labelled copy shares the audio and carries the watermark identity in its title.
-    let watermarked_mp4 = match labelled {
-        Some(chunks) => {
-            let id = to_hex(&spec.watermark_identity());
-            Some(mux_chunks(plan, &chunks, sound.as_ref(), &title(&id))?)
-        }
-        None => None,
-    };
+    let mp4 = mux_chunks(plan, chunks, sound.as_ref(), &title(&hex))?;
+    let watermarked_mp4 = watermarked_copy(spec, plan, labelled.as_deref(), sound.as_ref())?;
+    let meta = render_meta(plan, sound.is_some(), hex, plan.keyframes());
     Ok(RenderOutput {
         mp4,
         cover_jpeg,
         watermarked_mp4,
-        meta: RenderMeta {
-            width: plan.size.width,
-            height: plan.size.height,
-            frame_count: plan.frames,
-            duration: plan.duration_string(),
-            has_audio: sound.is_some(),
-            engine: ENGINE,
-            revision: REVISION,
-            identity: hex,
-            keyframes: plan.keyframes(),
-        },
+        meta,
     })
+}
+
+/// The labelled copy, muxed with the same audio and the watermark identity in its title.
+pub(super) fn watermarked_copy(
+    spec: &RenderSpec,
+    plan: &StreamPlan,
+    labelled: Option<&[EncodedChunk]>,
+    sound: Option<&AudioTrack>,
+) -> Result<Option<Vec<u8>>, RenderError> {
+    labelled
+        .map(|chunks| {
+            let id = to_hex(&spec.watermark_identity());
+            mux_chunks(plan, chunks, sound, &title(&id))
+        })
+        .transpose()
+}
+
+pub(super) fn render_meta(
+    plan: &StreamPlan,
+    has_audio: bool,
+    identity: String,
+    keyframes: Vec<u32>,
+) -> RenderMeta {
+    RenderMeta {
+        width: plan.size.width,
+        height: plan.size.height,
+        frame_count: plan.frames,
+        duration: plan.duration_string(),
+        has_audio,
+        engine: ENGINE,
+        revision: REVISION,
+        identity,
+        keyframes,
+    }
 }
 
 /// The procedural soundtrack (§3.8) for a spec's seed, or none when sound is off. In

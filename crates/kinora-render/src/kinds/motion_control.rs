@@ -9,8 +9,6 @@
 use std::f64::consts::TAU;
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::camera::{ease, progress, CanvasLayout};
 use crate::engine::{CancelFlag, EnginePool, RenderError, RenderOutput};
 use crate::frame::{I420Frame, Plane};
@@ -438,15 +436,13 @@ pub fn motion_control_frames(
     size_override: Option<Size>,
     threads: usize,
 ) -> Result<Vec<I420Frame>, RenderError> {
-    super::validate_common(spec)?;
-    let pool = EnginePool::new(threads)?;
-    let clip = Clip::new(spec, size_override, &pool, &CancelFlag::new())?;
-    pool.install(|| {
-        (0..clip.frames())
-            .into_par_iter()
-            .map(|i| clip.frame(i))
-            .collect()
-    })
+    super::frames_of(
+        spec,
+        threads,
+        |pool| Clip::new(spec, size_override, pool, &CancelFlag::new()),
+        Clip::frames,
+        Clip::frame,
+    )
 }
 
 #[cfg(test)]

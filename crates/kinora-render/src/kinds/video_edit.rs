@@ -13,20 +13,19 @@ use rayon::prelude::*;
 
 use crate::cover::cover_jpeg;
 use crate::encode::{ChunkEncoder, EncodedChunk, EncoderConfig};
-use crate::engine::{
-    mux_chunks, title, CancelFlag, EnginePool, RenderError, RenderMeta, RenderOutput,
-};
+use crate::engine::{CancelFlag, EnginePool, RenderError, RenderOutput};
 use crate::frame::I420Frame;
 use crate::grade::{Grade, GradeParams, VignetteShape};
 use crate::mux::AudioTrack;
 use crate::overlay::Watermark;
 use crate::plan::{contain_fit, Size, StreamPlan};
 use crate::references::{decode_references, palette, ReferenceLayer};
-use crate::seed::{scene_seed, to_hex, ENGINE, REVISION};
+use crate::seed::scene_seed;
 use crate::source::SourceVideo;
 use crate::spec::{RenderSpec, VideoReferKind, VideoReference};
 
 use super::motion_control::{named, reference_audio};
+use super::{package, watermark_for};
 
 /// The request field a reference video comes from, for error messages.
 pub(super) const VIDEO_FIELD: &str = "video_list[0].video_url";
@@ -144,17 +143,6 @@ where
     Ok((plain, labelled))
 }
 
-/// The watermark label for a plan's frames when the spec asks for a labelled copy.
-pub(super) fn watermark_for(
-    spec: &RenderSpec,
-    plan: &StreamPlan,
-) -> Result<Option<Watermark>, RenderError> {
-    if !spec.watermark {
-        return Ok(None);
-    }
-    Watermark::new(plan.size.width as usize, plan.size.height as usize).map(Some)
-}
-
 /// [`super::finish`] for pushed frames: encodes (with the labelled copy when asked), builds
 /// the cover from `first_frame` and the audio in parallel, and muxes the file(s).
 pub(super) fn finish_pushed<P, F, A>(
@@ -188,34 +176,7 @@ where
         )
     });
     let (chunks, labelled) = encoded?;
-    let cover_jpeg = cover?;
-    // An audio track is either absent or has packets (§2.5: never a silent track).
-    let sound = sound?.filter(|t| !t.is_empty());
-    let hex = to_hex(&spec.identity());
-    let mp4 = mux_chunks(plan, &chunks, sound.as_ref(), &title(&hex))?;
-    let watermarked_mp4 = match labelled {
-        Some(chunks) => {
-            let id = to_hex(&spec.watermark_identity());
-            Some(mux_chunks(plan, &chunks, sound.as_ref(), &title(&id))?)
-        }
-        None => None,
-    };
-    Ok(RenderOutput {
-        mp4,
-        cover_jpeg,
-        watermarked_mp4,
-        meta: RenderMeta {
-            width: plan.size.width,
-            height: plan.size.height,
-            frame_count: plan.frames,
-            duration: plan.duration_string(),
-            has_audio: sound.is_some(),
-            engine: ENGINE,
-            revision: REVISION,
-            identity: hex,
-            keyframes: plan.keyframes(),
-        },
-    })
+    package(spec, plan, &chunks, labelled, sound?, cover?)
 }
 
 /// The omni reference video entry, checked to be of `kind`.
