@@ -1,16 +1,18 @@
 //! Multi-shot clips (§3.6): hard cuts exactly at the shot boundaries, an IDR at every cut, the
 //! main prompt ignored, and the refusals for inputs that cannot be cut into shots.
 
+mod common;
+
 use std::io::Cursor;
-use std::sync::Arc;
 
 use kinora_render::camera::{Axis, CameraControl};
 use kinora_render::engine::{CancelFlag, EnginePool, RenderError, RenderOutput};
 use kinora_render::kinds::image2video::image2video_frames;
 use kinora_render::plan::{Aspect, Mode, Size};
-use kinora_render::source::SourceVideo;
 use kinora_render::spec::{MultiShot, Shot};
 use kinora_render::{Asset, RenderKind, RenderSpec};
+
+use common::{decoded_luma, mean_abs_diff};
 
 fn render(spec: &RenderSpec) -> Result<RenderOutput, RenderError> {
     let pool = EnginePool::new(2).unwrap();
@@ -29,34 +31,6 @@ fn shots(durations: &[u32]) -> MultiShot {
             })
             .collect(),
     )
-}
-
-fn decoded_luma(mp4: &[u8]) -> Vec<Vec<u8>> {
-    let video = SourceVideo::open(Arc::from(mp4)).unwrap();
-    let (w, h) = video.display_size();
-    let mut out = Vec::new();
-    video
-        .for_each_frame_24(
-            Size::new(w, h),
-            0..video.frames_at_24fps(),
-            &CancelFlag::new(),
-            |_, f| {
-                out.push(f.y.data.clone());
-                Ok(())
-            },
-        )
-        .unwrap();
-    out
-}
-
-fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let sum: u64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| u64::from(x.abs_diff(*y)))
-        .sum();
-    sum as f64 / a.len() as f64
 }
 
 /// Asserts that the frame-to-frame difference peaks exactly at `cuts` and only there: every

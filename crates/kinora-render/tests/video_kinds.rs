@@ -3,6 +3,8 @@
 //! with ffmpeg where a foreign stream matters; those tests print a skip line without it), and
 //! outputs are read back with the engine's demuxer and decoder.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -24,6 +26,8 @@ use kinora_render::spec::{
     CharacterOrientation, MotionControlInput, VideoReferKind, VideoReference,
 };
 use kinora_render::{Asset, RenderError, RenderKind, RenderSpec};
+
+use common::{decoded_luma, mean_abs_diff};
 
 // ---------------------------------------------------------------------------------------
 // Inputs
@@ -151,25 +155,6 @@ fn open(mp4: &[u8]) -> SourceVideo {
     SourceVideo::open(Arc::from(mp4)).unwrap()
 }
 
-/// Decodes every frame of an output at its own size and returns the luma planes.
-fn decoded_luma(mp4: &[u8]) -> Vec<Vec<u8>> {
-    let video = open(mp4);
-    let (w, h) = video.display_size();
-    let mut out = Vec::new();
-    video
-        .for_each_frame_24(
-            Size::new(w, h),
-            0..video.frames_at_24fps(),
-            &CancelFlag::new(),
-            |_, f| {
-                out.push(f.y.data.clone());
-                Ok(())
-            },
-        )
-        .unwrap();
-    out
-}
-
 /// Checks what every output shares and returns the demuxed file.
 fn check_file(out: &RenderOutput, width: u32, height: u32, frames: u32) -> SourceVideo {
     assert_eq!((out.meta.width, out.meta.height), (width, height));
@@ -183,15 +168,6 @@ fn check_file(out: &RenderOutput, width: u32, height: u32, frames: u32) -> Sourc
         image::load_from_memory_with_format(&out.cover_jpeg, image::ImageFormat::Jpeg).unwrap();
     assert_eq!((cover.width(), cover.height()), (width, height));
     video
-}
-
-fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(x.abs_diff(*y)))
-        .sum::<f64>()
-        / a.len() as f64
 }
 
 /// ffmpeg, when installed; otherwise prints why the calling test skips.

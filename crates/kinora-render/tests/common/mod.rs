@@ -1,0 +1,37 @@
+//! Helpers shared by the integration tests: reading rendered MP4s back.
+
+use std::sync::Arc;
+
+use kinora_render::engine::CancelFlag;
+use kinora_render::plan::Size;
+use kinora_render::source::SourceVideo;
+
+/// Decodes every frame of an output at its own size and returns the luma planes.
+pub fn decoded_luma(mp4: &[u8]) -> Vec<Vec<u8>> {
+    let video = SourceVideo::open(Arc::from(mp4)).unwrap();
+    let (w, h) = video.display_size();
+    let mut out = Vec::new();
+    video
+        .for_each_frame_24(
+            Size::new(w, h),
+            0..video.frames_at_24fps(),
+            &CancelFlag::new(),
+            |_, f| {
+                out.push(f.y.data.clone());
+                Ok(())
+            },
+        )
+        .unwrap();
+    out
+}
+
+/// Mean absolute difference of two equally long sample buffers.
+pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let sum: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / a.len() as f64
+}
