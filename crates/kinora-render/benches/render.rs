@@ -299,21 +299,6 @@ fn main() -> std::process::ExitCode {
     let cancel = CancelFlag::new();
     let mut b2_median = None;
     let only = std::env::var("KINORA_BENCH_ONLY").ok();
-    if std::env::var("H1_DIAG").is_ok() {
-        for c in cases() {
-            let spec = spec_for(&c, &photo);
-            for secs in [1u32, 5] {
-                let s = RenderSpec {
-                    duration_s: Some(secs),
-                    ..spec.clone()
-                };
-                let t = Instant::now();
-                let _ = image2video_frames(&s, None, 1);
-                let _ = writeln!(out, "{} {secs}s: {:.3}", c.name, t.elapsed().as_secs_f64());
-            }
-        }
-        return std::process::ExitCode::SUCCESS;
-    }
     for case in cases() {
         if only
             .as_ref()
