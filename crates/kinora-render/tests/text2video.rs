@@ -263,8 +263,10 @@ matrix_case!(std_1x1, Mode::Std, Aspect::Square1x1);
 matrix_case!(pro_16x9, Mode::Pro, Aspect::Landscape16x9);
 matrix_case!(pro_9x16, Mode::Pro, Aspect::Portrait9x16);
 matrix_case!(pro_1x1, Mode::Pro, Aspect::Square1x1);
+matrix_case!(k4_9x16, Mode::K4, Aspect::Portrait9x16);
+matrix_case!(k4_1x1, Mode::K4, Aspect::Square1x1);
 
-/// One 4k case: the largest frame the encoder takes (32 400 macroblocks) at level 5.1.
+/// 4k 16:9: the largest frame the encoder takes (32 400 macroblocks) at level 5.1.
 #[test]
 fn k4_16x9() {
     let out = render(
