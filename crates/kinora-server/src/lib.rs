@@ -1,5 +1,6 @@
 //! kinora's server process: configuration, HTTP, and the job workers, wired together.
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod pipeline;
@@ -10,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kinora_core::time::{Clock, SystemClock};
-use kinora_core::{Error, ErrorCode};
 use kinora_media::fetch::Fetcher;
 use kinora_media::stage::Stager;
 use kinora_providers::local::LocalProvider;
@@ -20,10 +20,10 @@ use kinora_store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use config::Config;
-
-use crate::pipeline::{OrphanSweeper, Pipeline};
+pub use crate::pipeline::{OrphanSweeper, Pipeline};
 use crate::worker::Workers;
+pub use config::Config;
+pub use kinora_core::{Error, ErrorCode};
 
 /// The long-lived parts every handler and worker uses.
 pub struct Services {
@@ -125,6 +125,7 @@ fn prepare_data_dir(config: &Config) -> Result<(), Error> {
 pub async fn serve(config: Config) -> Result<(), Error> {
     let listen = config.server.listen;
     let services = Services::open(config).await?;
+    announce_bootstrap_key(&*services.store).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Error::new(ErrorCode::Config, format!("cannot listen on {listen}: {e}")))?;
@@ -159,6 +160,28 @@ pub async fn serve_on(
     served.map_err(|e| Error::internal(format!("HTTP server failed: {e}")))
 }
 
+/// On the first start of a database, creates the first API key and prints it, once: only its
+/// hash is stored.
+async fn announce_bootstrap_key(store: &dyn Store) -> Result<(), Error> {
+    if let Some(issued) = auth::bootstrap(store).await? {
+        info!(key_prefix = %issued.key.prefix, "first start: created the bootstrap account and its first API key");
+        println!(
+            "\nkinora: first start. This API key is shown only once; keep it:\n\n    {}\n\n\
+             Use it as `Authorization: Bearer <key>`. `kinora keys create` makes more.\n",
+            issued.secret
+        );
+    }
+    Ok(())
+}
+
+/// Opens and migrates the configured database, for the admin commands.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Error> {
+    prepare_data_dir(config)?;
+    let store = kinora_store::connect(&config.store_options(), Arc::new(SystemClock)).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
 /// `kinora worker`: only the workers, until SIGTERM or SIGINT.
 pub async fn work(config: Config) -> Result<(), Error> {
     let services = Services::open(config).await?;
@@ -173,9 +196,7 @@ pub async fn work(config: Config) -> Result<(), Error> {
 
 /// `kinora migrate`: applies the database migrations and exits.
 pub async fn migrate(config: &Config) -> Result<(), Error> {
-    prepare_data_dir(config)?;
-    let store = kinora_store::connect(&config.store_options(), Arc::new(SystemClock)).await?;
-    store.migrate().await?;
+    let store = open_store(config).await?;
     info!(backend = ?store.backend(), "migrations applied");
     Ok(())
 }

@@ -74,6 +74,26 @@ pub struct Account {
     pub created_at: i64,
 }
 
+/// An API key as stored: everything but the secret, of which only the SHA-256 is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    pub id: uuid::Uuid,
+    pub account_id: AccountId,
+    pub name: String,
+    /// The first characters of the secret, enough for an operator to recognise it.
+    pub prefix: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A key to store: `secret_hash` is the lowercase hex SHA-256 of the secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewApiKey {
+    pub name: String,
+    pub prefix: String,
+    pub secret_hash: String,
+}
+
 /// Identifier of a job in the queue, increasing with enqueue order.
 pub type JobId = i64;
 
@@ -253,6 +273,26 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_account(&self, name: &str) -> Result<Account>;
     async fn get_account(&self, id: AccountId) -> Result<Option<Account>>;
+
+    /// On a database that was never bootstrapped, creates the first account and its first key
+    /// in one transaction and returns them; otherwise (already bootstrapped, by this process
+    /// or any other) returns `None` and changes nothing.
+    async fn bootstrap(
+        &self,
+        account_name: &str,
+        key: NewApiKey,
+    ) -> Result<Option<(Account, ApiKey)>>;
+    /// The account the first start created, if it has happened.
+    async fn bootstrap_account(&self) -> Result<Option<Account>>;
+
+    /// Stores a key of `account`. A secret hash already stored is an internal error.
+    async fn create_api_key(&self, account: AccountId, key: NewApiKey) -> Result<ApiKey>;
+    /// The unrevoked key whose secret hashes to `secret_hash`.
+    async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>>;
+    /// The account's keys, revoked ones included, oldest first.
+    async fn list_api_keys(&self, account: AccountId) -> Result<Vec<ApiKey>>;
+    /// Revokes one of the account's keys; `false` when the account has no such unrevoked key.
+    async fn revoke_api_key(&self, account: AccountId, id: uuid::Uuid) -> Result<bool>;
 
     /// Inserts the task (state queued) and its first job, of kind `first_job` and naming the
     /// task, in one transaction. A reused `external_task_id` within the account fails with

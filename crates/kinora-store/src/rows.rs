@@ -3,7 +3,7 @@
 use kinora_core::{AccountId, Error, FailureClass, JobKind, Task, TaskId};
 use uuid::Uuid;
 
-use crate::{Account, Job, JobState, Result};
+use crate::{Account, ApiKey, Job, JobState, Result};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct AccountRow {
@@ -18,6 +18,29 @@ impl AccountRow {
             id: AccountId::from_uuid(uuid(&self.id)?),
             name: self.name,
             created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ApiKeyRow {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl ApiKeyRow {
+    pub fn into_key(self) -> Result<ApiKey> {
+        Ok(ApiKey {
+            id: uuid(&self.id)?,
+            account_id: AccountId::from_uuid(uuid(&self.account_id)?),
+            name: self.name,
+            prefix: self.prefix,
+            created_at: self.created_at,
+            revoked_at: self.revoked_at,
         })
     }
 }

@@ -16,7 +16,13 @@ macro_rules! job_columns {
     };
 }
 
-pub(crate) use {job_columns, task_columns};
+macro_rules! api_key_columns {
+    () => {
+        "id, account_id, name, prefix, created_at, revoked_at"
+    };
+}
+
+pub(crate) use {api_key_columns, job_columns, task_columns};
 
 /// Marks a leased job done; binds (now, id, owner).
 pub(crate) const COMPLETE_JOB: &str = "UPDATE jobs SET state = 'done', lease_owner = NULL, \
@@ -53,6 +59,27 @@ macro_rules! impl_store {
                     .fetch_one(exec)
                     .await
                     .map_err(|e| $crate::error::db_error("enqueue job", e))
+            }
+
+            async fn insert_api_key<'e, E>(exec: E, account: kinora_core::AccountId, key: &$crate::NewApiKey, now: i64) -> $crate::Result<$crate::ApiKey>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
+                let id = uuid::Uuid::now_v7();
+                let inserted = sqlx::query("INSERT INTO api_keys (id, account_id, name, prefix, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(id.to_string())
+                    .bind(account.to_string())
+                    .bind(&key.name)
+                    .bind(&key.prefix)
+                    .bind(&key.secret_hash)
+                    .bind(now)
+                    .execute(exec)
+                    .await;
+                match inserted {
+                    Ok(_) => Ok($crate::ApiKey { id, account_id: account, name: key.name.clone(), prefix: key.prefix.clone(), created_at: now, revoked_at: None }),
+                    Err(e) if $crate::error::is_unique_violation(&e) => Err(kinora_core::Error::internal("an API key with this secret already exists")),
+                    Err(e) => Err($crate::error::db_error("create API key", e)),
+                }
             }
 
             /// Runs a lease-guarded update; no row means the caller lost the lease.
@@ -114,6 +141,79 @@ macro_rules! impl_store {
                     .map_err(|e| $crate::error::db_error("get account", e))?
                     .map($crate::rows::AccountRow::into_account)
                     .transpose()
+            }
+
+            async fn bootstrap(&self, account_name: &str, key: $crate::NewApiKey) -> $crate::Result<Option<($crate::Account, $crate::ApiKey)>> {
+                let now = self.clock.now_ms();
+                let account = $crate::Account { id: kinora_core::AccountId::new(), name: account_name.to_owned(), created_at: now };
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin bootstrap", e))?;
+                sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
+                    .bind(account.id.to_string())
+                    .bind(&account.name)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("create bootstrap account", e))?;
+                // The marker row decides: whoever inserts it bootstraps; everyone else rolls back.
+                let marked = sqlx::query("INSERT INTO bootstrap (singleton, account_id, created_at) VALUES (1, $1, $2) ON CONFLICT (singleton) DO NOTHING")
+                    .bind(account.id.to_string())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("mark bootstrap", e))?;
+                if marked.rows_affected() == 0 {
+                    tx.rollback().await.map_err(|e| $crate::error::db_error("roll back bootstrap", e))?;
+                    return Ok(None);
+                }
+                let stored = Self::insert_api_key(&mut *tx, account.id, &key, now).await?;
+                tx.commit().await.map_err(|e| $crate::error::db_error("commit bootstrap", e))?;
+                Ok(Some((account, stored)))
+            }
+
+            async fn bootstrap_account(&self) -> $crate::Result<Option<$crate::Account>> {
+                sqlx::query_as::<_, $crate::rows::AccountRow>("SELECT a.id, a.name, a.created_at FROM accounts a JOIN bootstrap b ON b.account_id = a.id")
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("get bootstrap account", e))?
+                    .map($crate::rows::AccountRow::into_account)
+                    .transpose()
+            }
+
+            async fn create_api_key(&self, account: kinora_core::AccountId, key: $crate::NewApiKey) -> $crate::Result<$crate::ApiKey> {
+                let now = self.clock.now_ms();
+                Self::insert_api_key(&self.write, account, &key, now).await
+            }
+
+            async fn find_api_key(&self, secret_hash: &str) -> $crate::Result<Option<$crate::ApiKey>> {
+                sqlx::query_as::<_, $crate::rows::ApiKeyRow>(concat!("SELECT ", $crate::shared::api_key_columns!(), " FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL"))
+                    .bind(secret_hash)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("find API key", e))?
+                    .map($crate::rows::ApiKeyRow::into_key)
+                    .transpose()
+            }
+
+            async fn list_api_keys(&self, account: kinora_core::AccountId) -> $crate::Result<Vec<$crate::ApiKey>> {
+                sqlx::query_as::<_, $crate::rows::ApiKeyRow>(concat!("SELECT ", $crate::shared::api_key_columns!(), " FROM api_keys WHERE account_id = $1 ORDER BY created_at, id"))
+                    .bind(account.to_string())
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("list API keys", e))?
+                    .into_iter()
+                    .map($crate::rows::ApiKeyRow::into_key)
+                    .collect()
+            }
+
+            async fn revoke_api_key(&self, account: kinora_core::AccountId, id: uuid::Uuid) -> $crate::Result<bool> {
+                let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL")
+                    .bind(self.clock.now_ms())
+                    .bind(id.to_string())
+                    .bind(account.to_string())
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("revoke API key", e))?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn create_task(&self, task: kinora_core::NewTask, first_job: kinora_core::JobKind) -> $crate::Result<(kinora_core::Task, $crate::JobId)> {

@@ -9,7 +9,7 @@ use kinora_core::{
     AccountId, Dialect, ErrorCode, FailureClass, JobKind, NewTask, TaskId, TaskKind, TaskState,
 };
 use kinora_store::testing::{self, TestDatabase};
-use kinora_store::{JobState, NewJob, RetryOutcome, Store, TaskTransition};
+use kinora_store::{JobState, NewApiKey, NewJob, RetryOutcome, Store, TaskTransition};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -90,9 +90,111 @@ on_both_backends!(
     claim_respects_kinds_due_time_and_order(super::manual_clock()),
     follow_up_job_replaces_the_finished_one(super::manual_clock()),
     orphaned_tasks_are_found(super::manual_clock()),
+    bootstrap_happens_once(kinora_core::time::SystemClock),
+    api_keys_are_found_by_hash_and_scoped_by_account(super::manual_clock()),
     enqueue_wakes_waiting_workers(kinora_core::time::SystemClock),
     eight_workers_run_two_thousand_jobs_exactly_once(kinora_core::time::SystemClock),
 );
+
+fn new_key(name: &str, hash: &str) -> NewApiKey {
+    NewApiKey {
+        name: name.to_owned(),
+        prefix: format!("kin_{}", &hash[..4]),
+        secret_hash: hash.to_owned(),
+    }
+}
+
+async fn bootstrap_happens_once(db: TestDatabase, _clock: SystemClock) {
+    let store = db.store;
+    assert_eq!(
+        store.bootstrap_account().await.expect("no account yet"),
+        None
+    );
+    // Eight starts race; exactly one bootstraps.
+    let racers = (0..8).map(|k| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .bootstrap("default", new_key("bootstrap", &format!("{k:064x}")))
+                .await
+                .expect("bootstrap")
+        })
+    });
+    let results = futures::future::join_all(racers).await;
+    let won: Vec<_> = results
+        .into_iter()
+        .filter_map(|r| r.expect("join"))
+        .collect();
+    assert_eq!(won.len(), 1);
+    let (account, key) = &won[0];
+    assert_eq!(key.account_id, account.id);
+    assert_eq!(
+        store.bootstrap_account().await.expect("bootstrap account"),
+        Some(account.clone())
+    );
+    assert_eq!(
+        store.list_api_keys(account.id).await.expect("keys"),
+        vec![key.clone()]
+    );
+    // The losers left no accounts behind.
+    assert_eq!(
+        store
+            .bootstrap("again", new_key("late", &"f".repeat(64)))
+            .await
+            .expect("late bootstrap"),
+        None
+    );
+    assert_eq!(
+        store.find_api_key(&"f".repeat(64)).await.expect("find"),
+        None
+    );
+}
+
+async fn api_keys_are_found_by_hash_and_scoped_by_account(db: TestDatabase, clock: ManualClock) {
+    let store = db.store;
+    let a = store.create_account("a").await.expect("account a");
+    let b = store.create_account("b").await.expect("account b");
+    let first = store
+        .create_api_key(a.id, new_key("ci", &"a".repeat(64)))
+        .await
+        .expect("key");
+    clock.advance(Duration::from_millis(5));
+    let second = store
+        .create_api_key(a.id, new_key("laptop", &"b".repeat(64)))
+        .await
+        .expect("key");
+    assert_eq!(first.created_at, START_MS);
+    assert_eq!(first.revoked_at, None);
+    assert_eq!(
+        store.find_api_key(&"a".repeat(64)).await.expect("find"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.find_api_key(&"c".repeat(64)).await.expect("find"),
+        None
+    );
+    // The same secret twice is refused.
+    assert!(store
+        .create_api_key(b.id, new_key("copy", &"a".repeat(64)))
+        .await
+        .is_err());
+    assert_eq!(
+        store.list_api_keys(a.id).await.expect("list"),
+        vec![first.clone(), second.clone()]
+    );
+    assert!(store.list_api_keys(b.id).await.expect("list b").is_empty());
+    // Another account cannot revoke it; its own account can, once.
+    assert!(!store.revoke_api_key(b.id, first.id).await.expect("revoke"));
+    assert!(store.revoke_api_key(a.id, first.id).await.expect("revoke"));
+    assert!(!store.revoke_api_key(a.id, first.id).await.expect("revoke"));
+    assert_eq!(
+        store.find_api_key(&"a".repeat(64)).await.expect("find"),
+        None
+    );
+    let listed = store.list_api_keys(a.id).await.expect("list");
+    assert_eq!(listed[0].revoked_at, Some(START_MS + 5));
+    assert_eq!(listed[1], second);
+}
 
 async fn migrations_are_idempotent(db: TestDatabase, _clock: ManualClock) {
     db.store.migrate().await.expect("second migrate");

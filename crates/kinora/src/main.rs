@@ -35,6 +35,90 @@ enum Command {
     Migrate,
     /// Validate the configuration and print it, secrets redacted.
     CheckConfig,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Issue a new API key and print its secret (shown only this once).
+    Create {
+        /// A label to recognise the key by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// The account (UUID) the key acts for; by default the bootstrap account.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// List an account's keys (prefix, name, created, revoked); never the secrets.
+    List {
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Revoke a key by its id; requests with it are refused from then on.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+async fn run_keys(config: &Config, command: KeysCommand) -> Result<(), kinora_server::Error> {
+    use kinora_server::auth;
+    let store = kinora_server::open_store(config).await?;
+    let account = |given: Option<String>| async {
+        match given {
+            Some(text) => text.parse().map_err(|_| {
+                kinora_server::Error::invalid(format!("`{text}` is not an account id"))
+            }),
+            None => auth::default_account(&*store).await,
+        }
+    };
+    match command {
+        KeysCommand::Create { name, account: id } => {
+            let id = match id {
+                Some(text) => Some(account(Some(text)).await?),
+                None => None,
+            };
+            let issued = auth::issue_key(&*store, id, &name).await?;
+            eprintln!(
+                "created key {} ({}) for account {}; the secret below is shown only once:",
+                issued.key.id, issued.key.name, issued.key.account_id
+            );
+            println!("{}", issued.secret);
+        }
+        KeysCommand::List { account: id } => {
+            let id = account(id).await?;
+            println!(
+                "{:<36}  {:<12}  {:<16}  {:<13}  revoked_at",
+                "id", "prefix", "name", "created_at"
+            );
+            for key in store.list_api_keys(id).await? {
+                let revoked = key
+                    .revoked_at
+                    .map_or_else(|| "-".to_owned(), |t| t.to_string());
+                println!(
+                    "{:<36}  {:<12}  {:<16}  {:<13}  {revoked}",
+                    key.id, key.prefix, key.name, key.created_at
+                );
+            }
+        }
+        KeysCommand::Revoke { id, account: owner } => {
+            let owner = account(owner).await?;
+            let key_id = id
+                .parse()
+                .map_err(|_| kinora_server::Error::invalid(format!("`{id}` is not a key id")))?;
+            if !store.revoke_api_key(owner, key_id).await? {
+                return Err(kinora_server::Error::new(
+                    kinora_server::ErrorCode::NotFound,
+                    format!("account {owner} has no unrevoked key {id}"),
+                ));
+            }
+            eprintln!("revoked key {id}");
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -75,6 +159,7 @@ fn main() -> ExitCode {
             Command::Serve => kinora_server::serve(config).await,
             Command::Worker => kinora_server::work(config).await,
             Command::Migrate => kinora_server::migrate(&config).await,
+            Command::Keys(keys) => run_keys(&config, keys).await,
             Command::CheckConfig => Ok(()),
         }
     });

@@ -439,3 +439,117 @@ fn help_says_what_the_built_in_engine_is() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("not AI generations"), "{text}");
 }
+
+/// The bootstrap key in a first start's output: the indented line after the banner.
+fn printed_key(logs: &str) -> Option<String> {
+    logs.lines()
+        .map(str::trim)
+        .find(|line| line.starts_with(kinora_server::auth::KEY_PREFIX) && !line.contains(' '))
+        .map(str::to_owned)
+}
+
+async fn default_store(dir: &Path) -> Arc<dyn Store> {
+    let path = dir.join("kinora-data/kinora.db");
+    open_store(&format!("sqlite://{}", path.display())).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_prints_one_api_key_and_later_starts_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let start = |dir: &Path| {
+        Kinora::spawn(dir, &["serve"], port, |c| {
+            c.env("KINORA_SERVER__LISTEN", &listen);
+        })
+    };
+    let mut first = start(dir.path());
+    first.wait_ready().await;
+    let logs = first.logs();
+    let secret = printed_key(&logs).unwrap_or_else(|| panic!("no key printed:\n{logs}"));
+    assert!(logs.contains("shown only once"), "{logs}");
+    first.signal(Signal::SIGTERM);
+    first.wait_exit(Duration::from_secs(15)).await;
+
+    let mut second = start(dir.path());
+    second.wait_ready().await;
+    let logs = second.logs();
+    assert_eq!(
+        printed_key(&logs),
+        None,
+        "a second start prints no key:\n{logs}"
+    );
+    second.signal(Signal::SIGTERM);
+    second.wait_exit(Duration::from_secs(15)).await;
+
+    // The printed secret is a live credential; only its hash is in the database.
+    let store = default_store(dir.path()).await;
+    let header = axum_header(&format!("Bearer {secret}"));
+    let caller = kinora_server::auth::authenticate(&*store, Some(&header))
+        .await
+        .expect("database")
+        .expect("the printed key authenticates");
+    let bootstrap = store
+        .bootstrap_account()
+        .await
+        .expect("account")
+        .expect("bootstrapped");
+    assert_eq!(caller.account, bootstrap.id);
+    let db = std::fs::read(dir.path().join("kinora-data/kinora.db")).expect("db file");
+    assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()));
+}
+
+fn axum_header(value: &str) -> reqwest::header::HeaderValue {
+    reqwest::header::HeaderValue::from_str(value).expect("header")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_commands_create_list_and_revoke() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let created = run(dir.path(), &["keys", "create", "--name", "ci"], &[]);
+    assert!(created.status.success(), "{created:?}");
+    let secret = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    assert!(
+        secret.starts_with("kin_"),
+        "stdout is the secret alone: {secret}"
+    );
+    assert!(String::from_utf8_lossy(&created.stderr).contains("shown only once"));
+
+    let listed = run(dir.path(), &["keys", "list"], &[]);
+    assert!(listed.status.success(), "{listed:?}");
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    let row = text
+        .lines()
+        .find(|l| l.contains(" ci "))
+        .unwrap_or_else(|| panic!("no `ci` key listed:\n{text}"));
+    assert!(row.contains(&secret[..10]), "the prefix is shown: {row}");
+    assert!(!text.contains(&secret), "never the secret: {text}");
+    let id = row.split_whitespace().next().expect("id column").to_owned();
+
+    let store = default_store(dir.path()).await;
+    let header = axum_header(&format!("Bearer {secret}"));
+    let auth = || {
+        let (store, header) = (store.clone(), header.clone());
+        async move {
+            kinora_server::auth::authenticate(&*store, Some(&header))
+                .await
+                .expect("database")
+        }
+    };
+    assert!(auth().await.is_ok());
+    let revoked = run(dir.path(), &["keys", "revoke", &id], &[]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    assert_eq!(auth().await, Err(kinora_server::auth::AuthFailure::Invalid));
+    let again = run(dir.path(), &["keys", "revoke", &id], &[]);
+    assert!(!again.status.success(), "revoking twice fails: {again:?}");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no unrevoked key"));
+
+    // The database was bootstrapped by the command, so a first serve prints no key.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut kinora = Kinora::spawn(dir.path(), &["serve"], port, |c| {
+        c.env("KINORA_SERVER__LISTEN", &listen);
+    });
+    kinora.wait_ready().await;
+    assert_eq!(printed_key(&kinora.logs()), None, "{}", kinora.logs());
+}
