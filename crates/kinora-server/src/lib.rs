@@ -4,6 +4,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod pipeline;
+pub mod unified;
 pub mod worker;
 
 use std::path::Path;

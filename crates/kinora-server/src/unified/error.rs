@@ -1,0 +1,185 @@
+//! The unified dialect's one error body (§11 of its spec): OpenAI-style
+//! `{"error": {code, message, type, param}}`, with the HTTP status decided by the code.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::auth::AuthFailure;
+
+/// A refusal in this dialect's terms. `code` is stable and what clients branch on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnifiedError {
+    pub status: StatusCode,
+    /// The `type` field.
+    pub kind: &'static str,
+    pub code: &'static str,
+    pub message: String,
+    /// The offending field path (`camera_control.config.zoom`), if one is to blame.
+    pub param: Option<String>,
+}
+
+const INVALID_REQUEST: &str = "invalid_request_error";
+
+impl UnifiedError {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+        param: Option<&str>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            code,
+            message: message.into(),
+            param: param.map(str::to_owned),
+        }
+    }
+
+    pub fn invalid_json(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "invalid_json",
+            message,
+            None,
+        )
+    }
+
+    pub fn missing(param: &str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "missing_parameter",
+            message,
+            Some(param),
+        )
+    }
+
+    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "invalid_parameter",
+            message,
+            Some(param),
+        )
+    }
+
+    pub fn invalid_model(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "invalid_model",
+            message,
+            Some("model"),
+        )
+    }
+
+    pub fn unsupported(param: Option<&str>, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "unsupported_combination",
+            message,
+            param,
+        )
+    }
+
+    pub fn duplicate_external_task_id(id: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "duplicate_external_task_id",
+            format!("external_task_id `{id}` is already used by another task of this account"),
+            Some("external_task_id"),
+        )
+    }
+
+    pub fn task_not_found(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            "task_not_found",
+            format!("no task `{id}`"),
+            None,
+        )
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal_error",
+            message,
+            None,
+        )
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        json!({
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+            }
+        })
+    }
+}
+
+impl From<AuthFailure> for UnifiedError {
+    fn from(failure: AuthFailure) -> Self {
+        let (code, message) = match failure {
+            AuthFailure::Missing => (
+                "missing_api_key",
+                "send an API key as `Authorization: Bearer <key>`",
+            ),
+            AuthFailure::Invalid => ("invalid_api_key", "the API key is unknown or revoked"),
+        };
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            code,
+            message,
+            None,
+        )
+    }
+}
+
+impl IntoResponse for UnifiedError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_the_openai_shape() {
+        let e = UnifiedError::unsupported(
+            Some("camera_control"),
+            "image_tail cannot be combined with camera_control",
+        );
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e.body(),
+            json!({"error": {
+                "code": "unsupported_combination",
+                "message": "image_tail cannot be combined with camera_control",
+                "type": "invalid_request_error",
+                "param": "camera_control"
+            }})
+        );
+        let auth = UnifiedError::from(AuthFailure::Missing);
+        assert_eq!(auth.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(auth.body()["error"]["param"], Value::Null);
+        assert_eq!(auth.body()["error"]["type"], "authentication_error");
+    }
+}
