@@ -1,18 +1,18 @@
-//! `POST /v1/videos` checks for Kling-V2.6: every seed 004 example is accepted, and every rule
+//! `POST /v1/videos` checks: every seed 004 example is accepted, and every rule
 //! of the unified spec's tables, broken, gives its documented code and field.
 
 use kinora_core::TaskKind;
 use kinora_media::source::MediaSource;
-use kinora_server::unified::submit::{parse_v26, MediaSlot, UnifiedModel};
+use kinora_server::unified::submit::{parse_submit, MediaSlot, UnifiedModel};
 use serde_json::{json, Value};
 
 fn accepted(body: Value) -> kinora_server::unified::submit::ParsedSubmit {
-    parse_v26(&body).unwrap_or_else(|e| panic!("{body} refused: {e:?}"))
+    parse_submit(&body).unwrap_or_else(|e| panic!("{body} refused: {e:?}"))
 }
 
 /// Asserts the body is refused with `code` naming `param`, and the message mentions `words`.
 fn refused(body: Value, code: &str, param: Option<&str>, words: &str) {
-    let e = match parse_v26(&body) {
+    let e = match parse_submit(&body) {
         Ok(p) => panic!("{body} accepted as {:?}", p.kind),
         Err(e) => e,
     };
@@ -564,4 +564,289 @@ fn unknown_parameters_are_kept_reserved_names_dropped() {
     ));
     let keys: Vec<&str> = p.request.extra.keys().map(String::as_str).collect();
     assert_eq!(keys, ["style", "watermark"]);
+}
+
+fn o1(extra: Value) -> Value {
+    with(
+        json!({"model": "Kling-Video-O1", "prompt": "a walk in Tokyo", "aspect_ratio": "16:9"}),
+        extra,
+    )
+}
+
+#[test]
+fn seed_omni_examples_are_accepted() {
+    let text = accepted(
+        json!({"model": "Kling-Video-O1", "prompt": "一个宇航员在月球上行走,背景是地球", "mode": "pro", "aspect_ratio": "16:9", "seconds": "5"}),
+    );
+    assert_eq!(
+        (text.model, text.kind),
+        (UnifiedModel::KlingVideoO1, TaskKind::OmniVideo)
+    );
+    assert_eq!(text.request.duration, Some(5));
+    let first = accepted(
+        json!({"model": "Kling-Video-O1", "prompt": "让花被风吹动", "first_frame_url": "http://wanx.alicdn.com/material/20250318/stylization_all_1.jpeg", "seconds": 5}),
+    );
+    assert_eq!(first.media[0].slot, MediaSlot::Image);
+    assert_eq!(
+        first.request.mode.as_deref(),
+        Some("pro"),
+        "omni defaults to pro"
+    );
+    let mixed = accepted(
+        json!({"model": "Kling-Video-O1", "prompt": "<<<image_1>>>在东京街头漫步,偶遇<<<element_1>>>和<<<element_2>>>", "reference_images": ["https://p4-kling.klingai.com/bs2/upload-ylab-stunt/kling/element/%E5%88%BA%E5%AE%A2-%E5%85%B6%E4%BB%96%E5%8F%82%E8%80%831.jpg?x-kcdn-pid=112452"], "element_list": [{"element_id": "146"}, {"element_id": "145"}], "mode": "pro", "aspect_ratio": "1:1", "seconds": "5"}),
+    );
+    assert_eq!(mixed.element_ids, ["146", "145"]);
+    assert_eq!(mixed.media[0].slot, MediaSlot::ReferenceImage(0));
+    let edit = accepted(
+        json!({"model": "Kling-Video-O1", "prompt": "给<<<video_1>>>中的女孩,拿上<<<image_1>>>中的花", "reference_images": ["http://wanx.alicdn.com/material/20250318/stylization_all_1.jpeg"], "video_list": [{"video_url": "https://cdn.wanx.aliyuncs.com/static/demo-wan26/vace.mp4", "refer_type": "base", "keep_original_sound": "yes"}], "mode": "pro"}),
+    );
+    assert_eq!(edit.video_refer, Some(("base".to_owned(), true)));
+    assert_eq!(
+        edit.request.duration, None,
+        "a video edit lasts as long as its input"
+    );
+    let feature = accepted(
+        json!({"model": "Kling-Video-O1", "prompt": "参考<<<video_1>>>的运镜方式,生成一段视频:<<<element_1>>>在东京街头漫步", "element_list": [{"element_id": "12345"}], "video_list": [{"video_url": "https://cdn.wanx.aliyuncs.com/static/demo-wan26/vace.mp4", "refer_type": "feature"}], "mode": "pro", "aspect_ratio": "1:1", "seconds": "5"}),
+    );
+    assert_eq!(feature.video_refer, Some(("feature".to_owned(), true)));
+    let next_shot = accepted(
+        json!({"model": "Kling-Video-O1", "prompt": "基于<<<video_1>>>,生成下一个镜头", "video_list": [{"video_url": "https://cdn.wanx.aliyuncs.com/static/demo-wan26/vace.mp4", "refer_type": "feature", "keep_original_sound": "yes"}], "mode": "pro"}),
+    );
+    assert_eq!(next_shot.request.aspect_ratio, None);
+    assert!(next_shot
+        .media
+        .iter()
+        .any(|m| m.slot == MediaSlot::ReferenceVideo));
+}
+
+#[test]
+fn omni_image_list_precedence_and_order() {
+    // A non-empty image_list wins; flat fields are then not even validated.
+    let native = accepted(o1(
+        json!({"aspect_ratio": null, "image_list": [{"image_url": "https://e.com/f.jpg", "type": "first_frame"}, "https://e.com/r.jpg"], "first_frame_url": 7, "reference_images": "not an array"}),
+    ));
+    let slots: Vec<MediaSlot> = native.media.iter().map(|m| m.slot).collect();
+    assert_eq!(slots, [MediaSlot::Image, MediaSlot::ReferenceImage(0)]);
+    assert!(
+        native.request.extra.is_empty(),
+        "ignored flat fields are not forwarded"
+    );
+    // Flat: references first, then the first and last frames.
+    let flat = accepted(
+        json!({"model": "kling-o1", "prompt": "<<<image_2>>>", "reference_images": ["https://e.com/a.jpg"], "first_frame_url": "https://e.com/f.jpg", "seconds": 7}),
+    );
+    let params: Vec<&str> = flat.media.iter().map(|m| m.param.as_str()).collect();
+    assert_eq!(params, ["reference_images[0]", "first_frame_url"]);
+    let both = accepted(
+        json!({"model": "kling-o1", "prompt": "p", "first_frame_url": "https://e.com/f.jpg", "last_frame_url": "https://e.com/l.jpg"}),
+    );
+    let slots: Vec<MediaSlot> = both.media.iter().map(|m| m.slot).collect();
+    assert_eq!(slots, [MediaSlot::Image, MediaSlot::ImageTail]);
+    refused(
+        o1(json!({"image_list": [{"image_url": "https://e.com/a.jpg", "type": "middle"}]})),
+        "invalid_parameter",
+        Some("image_list[0].type"),
+        "first_frame or end_frame",
+    );
+    refused(
+        o1(json!({"image_list": [{"type": "first_frame"}]})),
+        "missing_parameter",
+        Some("image_list[0].image_url"),
+        "non-empty",
+    );
+    // image and image_tail mean nothing here and are dropped; action_control is consumed.
+    let dropped = accepted(o1(
+        json!({"image": "https://e.com/a.jpg", "action_control": true, "style": 1}),
+    ));
+    assert_eq!(dropped.request.extra.keys().collect::<Vec<_>>(), ["style"]);
+    assert!(dropped.media.is_empty());
+}
+
+#[test]
+fn omni_limits() {
+    let frame = |t: &str| json!({"image_url": "https://e.com/x.jpg", "type": t});
+    let reference = json!({"image_url": "https://e.com/r.jpg"});
+    let element = |id: u64| json!({"element_id": id});
+    let video = |refer: &str| json!([{"video_url": "https://e.com/v.mp4", "refer_type": refer}]);
+    // 1: an end frame needs a first frame. 6: one of each at most.
+    refused(
+        o1(json!({"aspect_ratio": null, "image_list": [frame("end_frame")]})),
+        "unsupported_combination",
+        Some("image_list"),
+        "end frame alone",
+    );
+    refused(
+        o1(
+            json!({"aspect_ratio": null, "image_list": [frame("first_frame"), frame("first_frame")]}),
+        ),
+        "unsupported_combination",
+        Some("image_list"),
+        "at most one",
+    );
+    // 2: more than 2 images, no end frame.
+    refused(
+        o1(
+            json!({"aspect_ratio": null, "image_list": [frame("first_frame"), frame("end_frame"), reference]}),
+        ),
+        "unsupported_combination",
+        Some("image_list"),
+        "more than 2 images",
+    );
+    // 3: images + elements ≤ 7, or ≤ 4 with a video.
+    let eight: Vec<Value> = (0..8).map(|_| reference.clone()).collect();
+    refused(
+        o1(json!({"image_list": eight})),
+        "unsupported_combination",
+        Some("element_list"),
+        "at most 7",
+    );
+    refused(
+        o1(
+            json!({"image_list": [reference, reference], "element_list": [element(1), element(2), element(3)], "video_list": video("feature")}),
+        ),
+        "unsupported_combination",
+        Some("element_list"),
+        "at most 4 with a reference video",
+    );
+    // 4: one video.
+    refused(
+        o1(
+            json!({"video_list": [{"video_url": "https://e.com/a.mp4"}, {"video_url": "https://e.com/b.mp4"}]}),
+        ),
+        "unsupported_combination",
+        Some("video_list"),
+        "at most 1",
+    );
+    // 5: no frames with a video edit.
+    refused(
+        o1(
+            json!({"aspect_ratio": null, "image_list": [frame("first_frame")], "video_list": video("base")}),
+        ),
+        "unsupported_combination",
+        Some("video_list[0].refer_type"),
+        "cannot have a first or last frame",
+    );
+    // 7: with a first frame, at most 3 elements.
+    refused(
+        o1(
+            json!({"aspect_ratio": null, "first_frame_url": "https://e.com/f.jpg", "element_list": [element(1), element(2), element(3), element(4)]}),
+        ),
+        "unsupported_combination",
+        Some("element_list"),
+        "at most 3 elements",
+    );
+    // 8, 9: the video item.
+    refused(
+        o1(json!({"video_list": [{"video_url": ""}]})),
+        "missing_parameter",
+        Some("video_list[0].video_url"),
+        "required",
+    );
+    refused(
+        o1(json!({"video_list": [{"video_url": "https://e.com/v.mp4", "refer_type": "style"}]})),
+        "invalid_parameter",
+        Some("video_list[0].refer_type"),
+        "base or feature",
+    );
+    refused(
+        o1(
+            json!({"video_list": [{"video_url": "https://e.com/v.mp4", "keep_original_sound": "maybe"}]}),
+        ),
+        "invalid_parameter",
+        Some("video_list[0].keep_original_sound"),
+        "yes or no",
+    );
+    refused(
+        o1(json!({"element_list": [{"element_id": "abc"}]})),
+        "invalid_parameter",
+        Some("element_list[0].element_id"),
+        "decimal",
+    );
+}
+
+#[test]
+fn omni_duration_aspect_ratio_and_references() {
+    // Text only and a first frame alone: 5 or 10. Otherwise 3-10.
+    refused(
+        o1(json!({"seconds": 7})),
+        "unsupported_combination",
+        Some("seconds"),
+        "text-to-video",
+    );
+    refused(
+        json!({"model": "Kling-Video-O1", "prompt": "p", "first_frame_url": "https://e.com/f.jpg", "seconds": 3}),
+        "unsupported_combination",
+        Some("seconds"),
+        "first frame alone",
+    );
+    assert_eq!(
+        accepted(o1(
+            json!({"reference_images": ["https://e.com/r.jpg"], "seconds": "3"})
+        ))
+        .request
+        .duration,
+        Some(3)
+    );
+    refused(
+        o1(json!({"reference_images": ["https://e.com/r.jpg"], "seconds": 11})),
+        "invalid_parameter",
+        Some("seconds"),
+        "3 to 10",
+    );
+    // aspect_ratio: forbidden with a first frame or a video edit, optional with a feature
+    // video, required otherwise.
+    refused(
+        o1(json!({"first_frame_url": "https://e.com/f.jpg"})),
+        "unsupported_combination",
+        Some("aspect_ratio"),
+        "must be absent",
+    );
+    refused(
+        o1(json!({"video_list": [{"video_url": "https://e.com/v.mp4"}]})),
+        "unsupported_combination",
+        Some("aspect_ratio"),
+        "must be absent",
+    );
+    refused(
+        json!({"model": "Kling-Video-O1", "prompt": "p"}),
+        "missing_parameter",
+        Some("aspect_ratio"),
+        "required",
+    );
+    refused(
+        json!({"model": "Kling-Video-O1", "aspect_ratio": "1:1"}),
+        "missing_parameter",
+        Some("prompt"),
+        "required",
+    );
+    // Prompt references point into their lists.
+    refused(
+        o1(json!({"prompt": "<<<image_2>>>", "reference_images": ["https://e.com/r.jpg"]})),
+        "unsupported_combination",
+        Some("prompt"),
+        "<<<image_2>>>",
+    );
+    refused(
+        o1(json!({"prompt": "<<<element_1>>>"})),
+        "unsupported_combination",
+        Some("prompt"),
+        "<<<element_1>>>",
+    );
+    refused(
+        o1(json!({"prompt": "<<<video_1>>>"})),
+        "unsupported_combination",
+        Some("prompt"),
+        "needs a video",
+    );
+    refused(
+        o1(
+            json!({"aspect_ratio": null, "prompt": "<<<video_2>>>", "video_list": [{"video_url": "https://e.com/v.mp4", "refer_type": "feature"}]}),
+        ),
+        "unsupported_combination",
+        Some("prompt"),
+        "only <<<video_1>>>",
+    );
+    accepted(o1(
+        json!({"prompt": "<<image_9>> and <<<image_x>>> are plain text"}),
+    ));
 }

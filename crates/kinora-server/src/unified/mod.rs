@@ -3,4 +3,5 @@
 
 pub mod error;
 pub mod fields;
+mod omni;
 pub mod submit;

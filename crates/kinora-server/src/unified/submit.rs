@@ -13,7 +13,7 @@ use super::fields::{check_length, describe, Body};
 
 type Result<T> = std::result::Result<T, UnifiedError>;
 
-const PROMPT_CHARS: usize = 2500;
+pub(super) const PROMPT_CHARS: usize = 2500;
 const URL_CHARS: usize = 2048;
 const EXTERNAL_ID_CHARS: usize = 128;
 const MAX_VOICES: usize = 2;
@@ -72,6 +72,10 @@ pub enum MediaSlot {
     DynamicMask(usize),
     CharacterImage,
     MotionVideo,
+    /// Omni: the n-th image of the final image list without a type (§6.5).
+    ReferenceImage(usize),
+    /// Omni `video_list[0]`.
+    ReferenceVideo,
 }
 
 /// An input still to fetch or decode, with the field path its errors name.
@@ -95,6 +99,11 @@ pub struct ParsedSubmit {
     /// Only for motion control, whose fields have no slot of their own until staged.
     pub character_orientation: Option<String>,
     pub keep_original_sound: Option<bool>,
+    /// Omni `element_list` ids (decimal strings), in order; resolved against the element store
+    /// before the task is created.
+    pub element_ids: Vec<String>,
+    /// Omni `video_list[0]`: `refer_type` and `keep_original_sound`.
+    pub video_refer: Option<(String, bool)>,
     pub external_task_id: Option<String>,
     pub callback_url: Option<String>,
     /// `voice_list` is non-empty and the prompt refers to a voice (§7.6): voice pricing applies.
@@ -145,13 +154,36 @@ fn body_str<'a>(body: &Body<'a>, key: &str) -> Option<&'a str> {
     body.peek(key).and_then(Value::as_str)
 }
 
-/// Parses and checks a `Kling-V2.6` request body (steps 4–7 of §7.1).
-pub fn parse_v26(value: &Value) -> Result<ParsedSubmit> {
+/// Parses and checks a `POST /v1/videos` body (steps 3–7 of §7.1).
+pub fn parse_submit(value: &Value) -> Result<ParsedSubmit> {
     let mut body = Body::new(value)?;
-    let model = resolve_model(&mut body)?;
-    if model != UnifiedModel::KlingV26 {
-        return Err(UnifiedError::internal("parse_v26 called for another model"));
+    match resolve_model(&mut body)? {
+        UnifiedModel::KlingV26 => parse_v26(body),
+        UnifiedModel::KlingVideoO1 => super::omni::parse_o1(body),
     }
+}
+
+/// The common trailing fields (§6.1), read after the route's own.
+pub(super) fn common_fields(body: &mut Body<'_>) -> Result<(Option<String>, Option<String>)> {
+    let callback_url = body.text("callback_url", URL_CHARS, true)?;
+    if let Some(url) = &callback_url {
+        check_callback_url(url)?;
+    }
+    let external_task_id = match body.string("external_task_id", true)? {
+        Some(id) => {
+            check_length("external_task_id", id, 1, EXTERNAL_ID_CHARS)?;
+            Some(id.to_owned())
+        }
+        None => None,
+    };
+    // `action_control` is consumed whatever the route or model (§5.2, §7.10).
+    body.value("action_control");
+    Ok((callback_url, external_task_id))
+}
+
+/// A `Kling-V2.6` body after its model was read.
+fn parse_v26(mut body: Body<'_>) -> Result<ParsedSubmit> {
+    let model = UnifiedModel::KlingV26;
     let route = route(&mut body)?;
     let mut request = GenerationRequest::default();
     let mut media = Vec::new();
@@ -259,19 +291,7 @@ pub fn parse_v26(value: &Value) -> Result<ParsedSubmit> {
             TaskKind::MotionControl
         }
     };
-    let callback_url = body.text("callback_url", URL_CHARS, true)?;
-    if let Some(url) = &callback_url {
-        check_callback_url(url)?;
-    }
-    let external_task_id = match body.string("external_task_id", true)? {
-        Some(id) => {
-            check_length("external_task_id", id, 1, EXTERNAL_ID_CHARS)?;
-            Some(id.to_owned())
-        }
-        None => None,
-    };
-    // `action_control: false` is consumed too, whatever the route.
-    body.value("action_control");
+    let (callback_url, external_task_id) = common_fields(&mut body)?;
     request.extra = body.unknown();
     let voice_billed = check_cross_field(route, &request, &media)?;
     Ok(ParsedSubmit {
@@ -282,13 +302,15 @@ pub fn parse_v26(value: &Value) -> Result<ParsedSubmit> {
         trajectories,
         character_orientation,
         keep_original_sound,
+        element_ids: Vec::new(),
+        video_refer: None,
         external_task_id,
         callback_url,
         voice_billed,
     })
 }
 
-fn pending(
+pub(super) fn pending(
     param: &str,
     value: &str,
     slot: MediaSlot,
@@ -660,11 +682,17 @@ fn check_callback_url(url: &str) -> Result<()> {
 
 /// The well-formed `<<<voice_N>>>` tags of a prompt, as numbers.
 fn voice_tags(prompt: &str) -> Vec<u64> {
-    const OPEN: &str = "<<<voice_";
+    prompt_tags(prompt, "voice")
+}
+
+/// The numbers of the well-formed `<<<{name}_N>>>` tags of a prompt.
+pub(super) fn prompt_tags(prompt: &str, name: &str) -> Vec<u64> {
+    let open = format!("<<<{name}_");
+    let open = open.as_str();
     let mut tags = Vec::new();
     let mut rest = prompt;
-    while let Some(at) = rest.find(OPEN) {
-        let after = &rest[at + OPEN.len()..];
+    while let Some(at) = rest.find(open) {
+        let after = &rest[at + open.len()..];
         let digits = after.bytes().take_while(u8::is_ascii_digit).count();
         if digits > 0 && after[digits..].starts_with(">>>") {
             if let Ok(n) = after[..digits].parse() {
