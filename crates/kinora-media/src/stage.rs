@@ -59,6 +59,11 @@ impl Stager {
         Self { fetcher, storage }
     }
 
+    /// The fetcher inputs go through, for checks that fetch nothing (callback URLs).
+    pub fn fetcher(&self) -> &Fetcher {
+        &self.fetcher
+    }
+
     /// An image field: URL (fetched through the address guard) or inline Base64 as `policy`
     /// allows, at most `rules.max_bytes`, probed and checked, stored with the task.
     pub async fn image(

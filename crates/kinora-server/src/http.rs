@@ -15,6 +15,7 @@ pub fn router(services: Arc<Services>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(crate::unified::http::routes())
         .with_state(services)
 }
 

@@ -109,6 +109,29 @@ impl UnifiedError {
         )
     }
 
+    pub fn request_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            INVALID_REQUEST,
+            "request_too_large",
+            format!(
+                "the request body is larger than {} MiB",
+                limit / (1024 * 1024)
+            ),
+            None,
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            INVALID_REQUEST,
+            "method_not_allowed",
+            "this path does not take that method",
+            None,
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -3,5 +3,7 @@
 
 pub mod error;
 pub mod fields;
+pub mod http;
 mod omni;
+pub mod service;
 pub mod submit;

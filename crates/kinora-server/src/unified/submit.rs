@@ -82,6 +82,8 @@ pub enum MediaSlot {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingMedia {
     pub param: String,
+    /// The value as sent, which the stager reads again.
+    pub value: String,
     pub source: MediaSource,
     pub slot: MediaSlot,
 }
@@ -331,6 +333,7 @@ pub(super) fn pending(
         .map_err(|e| UnifiedError::invalid(param, e.to_string()))?;
     Ok(PendingMedia {
         param: param.to_owned(),
+        value: value.to_owned(),
         source,
         slot,
     })

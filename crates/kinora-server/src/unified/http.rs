@@ -1,0 +1,81 @@
+//! The unified dialect's routes. Handlers extract, call one function and render; every
+//! refusal is a [`UnifiedError`].
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use kinora_core::time::iso8601_micros;
+use kinora_core::Task;
+use serde_json::{json, Value};
+
+use super::error::UnifiedError;
+use super::service::create_task;
+use super::submit::{parse_submit, UnifiedModel};
+use crate::auth::{authenticate, Caller};
+use crate::Services;
+
+/// Largest `POST /v1/videos` body: seven 10 MB images in Base64 fit (§3).
+pub const MAX_BODY_BYTES: usize = 100 * 1024 * 1024;
+
+pub fn routes() -> Router<Arc<Services>> {
+    Router::new()
+        .route(
+            "/v1/videos",
+            post(create_video).fallback(method_not_allowed),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+async fn caller(services: &Services, headers: &HeaderMap) -> Result<Caller, UnifiedError> {
+    authenticate(&*services.store, headers.get(header::AUTHORIZATION))
+        .await
+        .map_err(|e| UnifiedError::internal(e.message().to_owned()))?
+        .map_err(UnifiedError::from)
+}
+
+/// `POST /v1/videos`: checks in the order of §7.1, then creates the task.
+async fn create_video(
+    State(services): State<Arc<Services>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, UnifiedError> {
+    let caller = caller(&services, &headers).await?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            UnifiedError::request_too_large(MAX_BODY_BYTES)
+        } else {
+            UnifiedError::invalid_json(format!("the request body could not be read: {rejection}"))
+        }
+    })?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| UnifiedError::invalid_json(format!("the request body is not JSON: {e}")))?;
+    let parsed = parse_submit(&value)?;
+    let model = parsed.model;
+    let task = create_task(&services, caller, parsed).await?;
+    Ok(Json(created_body(&task, model)))
+}
+
+/// The create response (§8.1): the task in status `pending`.
+pub fn created_body(task: &Task, model: UnifiedModel) -> Value {
+    let mut body = json!({
+        "id": task.id.to_unified(),
+        "status": "pending",
+        "created_at": iso8601_micros(task.created_at),
+        "model": model.canonical(),
+        "error": null,
+    });
+    if let (Some(id), Some(object)) = (&task.external_task_id, body.as_object_mut()) {
+        object.insert("external_task_id".to_owned(), json!(id));
+    }
+    body
+}
+
+async fn method_not_allowed() -> Response {
+    UnifiedError::method_not_allowed().into_response()
+}

@@ -1,0 +1,265 @@
+//! Turning a checked unified request into a task (steps 6–11 of §7.1 after parsing): every
+//! input is fetched or decoded, probed and stored with the task; the checks that need the
+//! inputs themselves run; the callback URL passes the address guard; and the task is created
+//! with its first job in one transaction. Anything refused after staging is removed again.
+
+use kinora_core::request::{
+    DynamicMaskRequest, GenerationRequest, MediaRef, MotionControlRequest, VideoReferenceRequest,
+};
+use kinora_core::{Dialect, ErrorCode, JobKind, NewTask, Task, TaskId};
+use kinora_media::image::ImageRules;
+use kinora_media::source::InlinePolicy;
+use kinora_media::stage::StagedInput;
+use kinora_media::video::{VideoRules, MOTION_CONTROL_MAX_BYTES, OMNI_REFERENCE_MAX_BYTES};
+use kinora_media::MediaError;
+use tracing::warn;
+
+use super::error::UnifiedError;
+use super::submit::{MediaSlot, ParsedSubmit, PendingMedia};
+use crate::auth::Caller;
+use crate::Services;
+
+type Result<T> = std::result::Result<T, UnifiedError>;
+
+fn media_error(e: MediaError) -> UnifiedError {
+    if e.kind.is_client_error() {
+        let field = e.field.clone();
+        UnifiedError::invalid(&field, e.to_string())
+    } else {
+        UnifiedError::internal(e.to_string())
+    }
+}
+
+fn server_error(e: kinora_core::Error) -> UnifiedError {
+    UnifiedError::internal(e.message().to_owned())
+}
+
+/// Stages one input under the rules of its slot (§7.2).
+async fn stage(
+    services: &Services,
+    task: &TaskId,
+    input: &PendingMedia,
+    parsed: &ParsedSubmit,
+) -> std::result::Result<StagedInput, MediaError> {
+    let stager = &services.stager;
+    let image = |rules: ImageRules| {
+        stager.image(
+            task,
+            &input.param,
+            &input.value,
+            InlinePolicy::Base64OrDataUri,
+            rules,
+        )
+    };
+    match input.slot {
+        MediaSlot::Image | MediaSlot::ReferenceImage(_) => image(ImageRules::STANDARD).await,
+        MediaSlot::ImageTail if parsed.kind == kinora_core::TaskKind::OmniVideo => {
+            image(ImageRules::STANDARD).await
+        }
+        MediaSlot::ImageTail | MediaSlot::StaticMask | MediaSlot::DynamicMask(_) => {
+            image(ImageRules::FORMAT_AND_SIZE).await
+        }
+        MediaSlot::CharacterImage => image(ImageRules::MOTION_CONTROL).await,
+        MediaSlot::MotionVideo => {
+            let by_image = parsed.character_orientation.as_deref() == Some("image");
+            stager
+                .video(
+                    task,
+                    &input.param,
+                    &input.value,
+                    MOTION_CONTROL_MAX_BYTES,
+                    &VideoRules::motion_control(by_image),
+                )
+                .await
+        }
+        MediaSlot::ReferenceVideo => {
+            stager
+                .video(
+                    task,
+                    &input.param,
+                    &input.value,
+                    OMNI_REFERENCE_MAX_BYTES,
+                    &VideoRules::omni_reference(),
+                )
+                .await
+        }
+    }
+}
+
+/// Creates the task for a checked request on behalf of `caller`.
+pub async fn create_task(
+    services: &Services,
+    caller: Caller,
+    parsed: ParsedSubmit,
+) -> Result<Task> {
+    if let Some(url) = &parsed.callback_url {
+        services
+            .stager
+            .fetcher()
+            .check_url("callback_url", url)
+            .await
+            .map_err(media_error)?;
+    }
+    if let Some(i) = parsed.element_ids.first() {
+        // The element store comes with the element endpoints; until it holds an element, no
+        // id can name one (§7.7 rule 10).
+        return Err(UnifiedError::invalid(
+            "element_list[0].element_id",
+            format!("element_list[0].element_id: no element {i} exists"),
+        ));
+    }
+    let task_id = TaskId::new();
+    let created = stage_and_create(services, caller, &parsed, task_id).await;
+    if created.is_err() {
+        if let Err(e) = services.stager.discard(&task_id).await {
+            warn!(task = %task_id, error = %e, "could not remove the inputs of a refused request");
+        }
+    }
+    created
+}
+
+async fn stage_and_create(
+    services: &Services,
+    caller: Caller,
+    parsed: &ParsedSubmit,
+    task_id: TaskId,
+) -> Result<Task> {
+    let staged = futures::future::try_join_all(
+        parsed
+            .media
+            .iter()
+            .map(|input| stage(services, &task_id, input, parsed)),
+    )
+    .await
+    .map_err(media_error)?;
+    let request = assemble(parsed, &staged)?;
+    let new = NewTask {
+        id: task_id,
+        account_id: caller.account,
+        dialect: Dialect::Unified,
+        kind: parsed.kind,
+        model: parsed.model.upstream().to_owned(),
+        request: serde_json::to_value(&request)
+            .map_err(|e| UnifiedError::internal(format!("request does not serialise: {e}")))?,
+        external_task_id: parsed.external_task_id.clone(),
+        callback_url: parsed.callback_url.clone(),
+    };
+    match services.store.create_task(new, JobKind::SUBMIT_TASK).await {
+        Ok((task, _)) => Ok(task),
+        Err(e) if e.code() == ErrorCode::DuplicateExternalTaskId => {
+            Err(UnifiedError::duplicate_external_task_id(
+                parsed.external_task_id.as_deref().unwrap_or_default(),
+            ))
+        }
+        Err(e) => Err(server_error(e)),
+    }
+}
+
+/// The canonical request with the staged inputs in their slots, after the checks that need the
+/// inputs' sizes (§7.2 masks, §7.4 trajectories).
+fn assemble(parsed: &ParsedSubmit, staged: &[StagedInput]) -> Result<GenerationRequest> {
+    let mut request = parsed.request.clone();
+    let slots = parsed.media.iter().map(|m| m.slot).zip(staged);
+    let reference = |s: &StagedInput| MediaRef::new(s.key.clone());
+    let image = slots
+        .clone()
+        .find(|(slot, _)| *slot == MediaSlot::Image)
+        .map(|(_, s)| s);
+    let masks: Vec<&StagedInput> = slots
+        .clone()
+        .filter(|(slot, _)| matches!(slot, MediaSlot::StaticMask | MediaSlot::DynamicMask(_)))
+        .map(|(_, s)| s)
+        .collect();
+    if let (Some(image), Some(first)) = (image, masks.first()) {
+        for mask in &masks {
+            if (mask.width, mask.height) != (first.width, first.height) {
+                return Err(UnifiedError::invalid(
+                    &mask.field,
+                    format!(
+                        "{}: is {}x{}, but {} is {}x{}; every mask needs the same resolution",
+                        mask.field, mask.width, mask.height, first.field, first.width, first.height
+                    ),
+                ));
+            }
+            // Same aspect ratio as the image, to within one pixel of rounding.
+            let cross = |a: u32, b: u32| u64::from(a) * u64::from(b);
+            let diff = cross(mask.width, image.height).abs_diff(cross(image.width, mask.height));
+            if diff > u64::from(image.height.max(mask.height)) {
+                return Err(UnifiedError::invalid(
+                    &mask.field,
+                    format!(
+                        "{}: aspect ratio {}x{} differs from image's {}x{}",
+                        mask.field, mask.width, mask.height, image.width, image.height
+                    ),
+                ));
+            }
+        }
+    }
+    let mut dynamic = Vec::new();
+    for (slot, input) in slots {
+        match slot {
+            MediaSlot::Image => request.image = Some(reference(input)),
+            MediaSlot::ImageTail => request.image_tail = Some(reference(input)),
+            MediaSlot::StaticMask => request.static_mask = Some(reference(input)),
+            MediaSlot::DynamicMask(i) => {
+                let points = parsed.trajectories.get(i).cloned().unwrap_or_default();
+                if let Some(image) = image {
+                    let outside = points.iter().position(|p| {
+                        p.x >= f64::from(image.width) || p.y >= f64::from(image.height)
+                    });
+                    if let Some(j) = outside {
+                        let param = format!("dynamic_masks[{i}].trajectories[{j}]");
+                        return Err(UnifiedError::invalid(
+                            &param,
+                            format!(
+                                "{param}: ({}, {}) lies outside the {}x{} image",
+                                points[j].x, points[j].y, image.width, image.height
+                            ),
+                        ));
+                    }
+                }
+                dynamic.push(DynamicMaskRequest {
+                    mask: reference(input),
+                    trajectories: points,
+                });
+            }
+            MediaSlot::ReferenceImage(_) => request.reference_images.push(reference(input)),
+            MediaSlot::CharacterImage | MediaSlot::MotionVideo => {}
+            MediaSlot::ReferenceVideo => {
+                let (refer_type, keep) = parsed
+                    .video_refer
+                    .clone()
+                    .unwrap_or_else(|| ("base".to_owned(), true));
+                request.video_reference = Some(VideoReferenceRequest {
+                    video: reference(input),
+                    refer_type,
+                    keep_original_sound: keep,
+                });
+            }
+        }
+    }
+    request.dynamic_masks = dynamic;
+    let find = |wanted: MediaSlot| {
+        parsed
+            .media
+            .iter()
+            .zip(staged)
+            .find(|(m, _)| m.slot == wanted)
+            .map(|(_, s)| reference(s))
+    };
+    if let (Some(image), Some(video)) = (
+        find(MediaSlot::CharacterImage),
+        find(MediaSlot::MotionVideo),
+    ) {
+        request.motion_control = Some(MotionControlRequest {
+            image,
+            video,
+            character_orientation: parsed
+                .character_orientation
+                .clone()
+                .unwrap_or_else(|| "image".to_owned()),
+            keep_original_sound: parsed.keep_original_sound.unwrap_or(true),
+        });
+    }
+    Ok(request)
+}
