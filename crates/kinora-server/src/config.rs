@@ -60,6 +60,22 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// How long a shutdown waits for in-flight requests and jobs before it releases leases.
     pub shutdown_grace_seconds: u64,
+    /// The base URL clients reach kinora at, for the result URLs it hands out. Empty: the
+    /// listen address over plain HTTP.
+    pub public_url: String,
+    /// How long result URLs stay valid after a task ends.
+    pub result_retention_days: u32,
+}
+
+impl ServerConfig {
+    /// [`ServerConfig::public_url`], or `http://<listen>` when it is empty; no trailing slash.
+    pub fn public_base(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.public_url.trim_end_matches('/').to_owned()
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -67,6 +83,8 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shutdown_grace_seconds: 30,
+            public_url: String::new(),
+            result_retention_days: 30,
         }
     }
 }

@@ -16,6 +16,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(crate::unified::http::routes())
+        .merge(crate::files::routes())
         .with_state(services)
 }
 

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod files;
 pub mod http;
 pub mod pipeline;
 pub mod unified;
@@ -34,6 +35,8 @@ pub struct Services {
     pub providers: Arc<Providers>,
     /// Fetches, probes and stores the media inputs requests name.
     pub stager: Stager,
+    /// Signs the result URLs the dialects hand out.
+    pub files: files::FileUrls,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -48,12 +51,19 @@ impl Services {
         let storage = ObjectStorage::open(&config.storage_config())?;
         let providers = Arc::new(build_providers(&config)?);
         let stager = Stager::new(Fetcher::new(&config.fetch)?, storage.clone());
+        let files = files::FileUrls::load(
+            &*store,
+            config.server.public_base(),
+            config.server.result_retention_days,
+        )
+        .await?;
         Ok(Arc::new(Self {
             config,
             store,
             storage,
             providers,
             stager,
+            files,
             clock,
         }))
     }

@@ -30,10 +30,15 @@ impl Drop for Server {
 
 async fn serve() -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
     let mut config = Config {
         data_dir: dir.path().join("data"),
         ..Config::default()
     };
+    config.server.public_url = base.clone();
     config.queue.poll_interval_ms = 50;
     config.render.threads = 2;
     let services = Services::open(config).await.expect("services");
@@ -42,10 +47,6 @@ async fn serve() -> Server {
         .expect("bootstrap")
         .expect("first start")
         .secret;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = services.clone();
     tokio::spawn(async move {
@@ -74,6 +75,21 @@ impl Server {
         let response = request.send().await.expect("send");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, key: &str, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {key}"))
+            .send()
+            .await
+            .expect("send");
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        (
+            status,
+            headers,
+            response.json().await.unwrap_or(Value::Null),
+        )
     }
 
     async fn submit(&self, body: Value) -> (u16, Value) {
@@ -205,6 +221,104 @@ async fn a_created_task_is_pending_then_rendered() {
     );
     assert_eq!(request.extra.get("style"), Some(&json!("kept")));
     assert_eq!(task.model, "kling-v2-6");
+
+    // GET by id and by external id: the completed union shape, URLs served by kinora.
+    let (status, headers, done) = server.get(&server.key, &format!("/v1/videos/{id}")).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["id"], id);
+    assert_eq!(done["model"], "Kling-V2.6");
+    assert_eq!(done["provider"], "local");
+    assert_eq!(done["external_task_id"], "order-1");
+    assert_eq!(done["error"], Value::Null);
+    assert_eq!(done["usage"]["seconds"], 5.0);
+    assert_eq!(done["usage"]["duration_seconds"], 5.0);
+    assert_eq!(done["usage"]["video_count"], 1);
+    assert_eq!(done["usage"]["size"], "1280*720");
+    assert_eq!(done["usage"]["total_tokens"], 0);
+    assert_eq!(done["data"][0]["width"], 1280);
+    assert_eq!(done["data"][0]["height"], 720);
+    assert_eq!(done["data"][0]["duration"], 5.0);
+    assert_eq!(done["video_url"], done["data"][0]["url"]);
+    assert!(done["created"].as_i64().unwrap_or(0) * 1000 <= task.finished_at.unwrap_or(0));
+    let engine = headers
+        .get("x-kinora-engine")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(engine.contains("not an AI generation"), "{engine}");
+    let (status, _, by_external) = server
+        .get(&server.key, "/v1/videos/order-1?provider=kling")
+        .await;
+    assert_eq!((status, &by_external["id"]), (200, &done["id"]));
+    let hyphenated = format!("/v1/videos/{task_id}");
+    assert_eq!(server.get(&server.key, &hyphenated).await.0, 200);
+
+    // The video downloads from kinora, whole and by ranges.
+    let url = done["video_url"].as_str().expect("video_url");
+    assert!(
+        url.starts_with(&format!("{}/v1/files/", server.base)),
+        "{url}"
+    );
+    let video = reqwest::get(url).await.expect("download");
+    assert_eq!(video.status().as_u16(), 200);
+    assert_eq!(video.headers()["content-type"], "video/mp4");
+    let bytes = video.bytes().await.expect("body");
+    let info = kinora_media::video::probe_video("video", &bytes)
+        .await
+        .expect("probe");
+    assert_eq!(
+        (info.width, info.height, info.duration_ms),
+        (1280, 720, 5000)
+    );
+    let part = reqwest::Client::new()
+        .get(url)
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 100-199/{}", bytes.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.expect("part"), bytes.slice(100..200));
+    let past = reqwest::Client::new()
+        .get(url)
+        .header("Range", format!("bytes={}-", bytes.len()))
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(past.status().as_u16(), 416);
+    let cover = reqwest::get(done["data"][0]["cover_url"].as_str().expect("cover"))
+        .await
+        .expect("cover");
+    assert_eq!(cover.headers()["content-type"], "image/jpeg");
+    let tampered = url.replace("video.mp4", "cover.jpg");
+    assert_eq!(
+        reqwest::get(&tampered)
+            .await
+            .expect("get")
+            .status()
+            .as_u16(),
+        404
+    );
+
+    // Unknown ids, and another account's task, are not found.
+    let (status, _, unknown) = server.get(&server.key, "/v1/videos/task_0000").await;
+    assert_eq!((status, error_of(&unknown).0), (404, "task_not_found"));
+    let other = server
+        .services
+        .store
+        .create_account("b")
+        .await
+        .expect("account b");
+    let other_key = auth::issue_key(&*server.services.store, Some(other.id), "b")
+        .await
+        .expect("key")
+        .secret;
+    let (status, _, hidden) = server.get(&other_key, &format!("/v1/videos/{id}")).await;
+    assert_eq!((status, error_of(&hidden).0), (404, "task_not_found"));
+    assert_eq!(server.get(&other_key, "/v1/videos/order-1").await.0, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

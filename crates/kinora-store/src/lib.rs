@@ -285,6 +285,10 @@ pub trait Store: Send + Sync + 'static {
     /// The account the first start created, if it has happened.
     async fn bootstrap_account(&self) -> Result<Option<Account>>;
 
+    /// The deployment-wide secret called `name`: `candidate` is stored if none is yet, and the
+    /// stored value is returned either way, so concurrent first calls agree.
+    async fn server_secret(&self, name: &str, candidate: &str) -> Result<String>;
+
     /// Stores a key of `account`. A secret hash already stored is an internal error.
     async fn create_api_key(&self, account: AccountId, key: NewApiKey) -> Result<ApiKey>;
     /// The unrevoked key whose secret hashes to `secret_hash`.

@@ -179,6 +179,21 @@ macro_rules! impl_store {
                     .transpose()
             }
 
+            async fn server_secret(&self, name: &str, candidate: &str) -> $crate::Result<String> {
+                sqlx::query("INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                    .bind(name)
+                    .bind(candidate)
+                    .bind(self.clock.now_ms())
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("store server secret", e))?;
+                sqlx::query_scalar::<_, String>("SELECT value FROM server_secrets WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("read server secret", e))
+            }
+
             async fn create_api_key(&self, account: kinora_core::AccountId, key: $crate::NewApiKey) -> $crate::Result<$crate::ApiKey> {
                 let now = self.clock.now_ms();
                 Self::insert_api_key(&self.write, account, &key, now).await

@@ -91,6 +91,7 @@ on_both_backends!(
     follow_up_job_replaces_the_finished_one(super::manual_clock()),
     orphaned_tasks_are_found(super::manual_clock()),
     bootstrap_happens_once(kinora_core::time::SystemClock),
+    server_secrets_are_created_once(super::manual_clock()),
     api_keys_are_found_by_hash_and_scoped_by_account(super::manual_clock()),
     enqueue_wakes_waiting_workers(kinora_core::time::SystemClock),
     eight_workers_run_two_thousand_jobs_exactly_once(kinora_core::time::SystemClock),
@@ -148,6 +149,15 @@ async fn bootstrap_happens_once(db: TestDatabase, _clock: SystemClock) {
         store.find_api_key(&"f".repeat(64)).await.expect("find"),
         None
     );
+}
+
+async fn server_secrets_are_created_once(db: TestDatabase, _clock: ManualClock) {
+    let store = db.store;
+    let first = store.server_secret("url-signing", "aaa").await.expect("secret");
+    assert_eq!(first, "aaa");
+    let second = store.server_secret("url-signing", "bbb").await.expect("secret");
+    assert_eq!(second, "aaa", "the first stored value wins");
+    assert_eq!(store.server_secret("other", "ccc").await.expect("secret"), "ccc");
 }
 
 async fn api_keys_are_found_by_hash_and_scoped_by_account(db: TestDatabase, clock: ManualClock) {

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::Path;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use kinora_core::time::iso8601_micros;
 use kinora_core::Task;
@@ -17,6 +18,7 @@ use serde_json::{json, Value};
 use super::error::UnifiedError;
 use super::service::create_task;
 use super::submit::{parse_submit, UnifiedModel};
+use super::task::{engine_note, task_body};
 use crate::auth::{authenticate, Caller};
 use crate::Services;
 
@@ -28,6 +30,10 @@ pub fn routes() -> Router<Arc<Services>> {
         .route(
             "/v1/videos",
             post(create_video).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/videos/{task_id}",
+            get(get_video).fallback(method_not_allowed),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
@@ -75,6 +81,39 @@ pub fn created_body(task: &Task, model: UnifiedModel) -> Value {
     }
     body
 }
+
+/// `GET /v1/videos/{task_id}` (§8.2): by task id in any dialect's rendering, then by the
+/// caller's external id; `provider` is accepted and only a hint.
+async fn get_video(
+    State(services): State<Arc<Services>>,
+    Path(task_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, UnifiedError> {
+    let caller = caller(&services, &headers).await?;
+    let store = &services.store;
+    let server = |e: kinora_core::Error| UnifiedError::internal(e.message().to_owned());
+    let by_id = match kinora_core::TaskId::parse_any(&task_id) {
+        Some(id) => store.get_task(caller.account, id).await.map_err(server)?,
+        None => None,
+    };
+    let task = match by_id {
+        Some(task) => task,
+        None => store
+            .find_task_by_external_id(caller.account, &task_id)
+            .await
+            .map_err(server)?
+            .ok_or_else(|| UnifiedError::task_not_found(&task_id))?,
+    };
+    let mut response = Json(task_body(&task, &services.files)).into_response();
+    if let Some(note) = engine_note(&task).and_then(|n| HeaderValue::from_str(&n).ok()) {
+        response.headers_mut().insert(ENGINE_HEADER, note);
+    }
+    Ok(response)
+}
+
+/// Names the engine on results of the built-in renderer, so no client mistakes them for AI
+/// generations.
+pub const ENGINE_HEADER: &str = "x-kinora-engine";
 
 async fn method_not_allowed() -> Response {
     UnifiedError::method_not_allowed().into_response()

@@ -7,3 +7,4 @@ pub mod http;
 mod omni;
 pub mod service;
 pub mod submit;
+pub mod task;
