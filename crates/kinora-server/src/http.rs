@@ -17,7 +17,18 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/readyz", get(readyz))
         .merge(crate::unified::http::routes())
         .merge(crate::files::routes())
+        .layer(axum::middleware::map_response(with_request_id))
         .with_state(services)
+}
+
+/// Tags every response with a fresh `x-request-id` (a UUIDv4), for correlating a client's
+/// report with the server's logs.
+async fn with_request_id(mut response: Response) -> Response {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 /// The process is alive and serving HTTP.
