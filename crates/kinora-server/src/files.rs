@@ -40,6 +40,15 @@ pub struct FileUrls {
 }
 
 impl FileUrls {
+    /// URLs under `base`, signed with `key`, valid `retention_days` after a task ends.
+    pub fn new(base: String, key: &[u8], retention_days: u32) -> Self {
+        Self {
+            base,
+            key: key.to_vec(),
+            retention_ms: i64::from(retention_days) * 86_400_000,
+        }
+    }
+
     /// Loads (or, on a new deployment, creates) the signing key.
     pub async fn load(
         store: &dyn kinora_store::Store,
@@ -48,11 +57,7 @@ impl FileUrls {
     ) -> Result<Self, Error> {
         let candidate = crate::auth::generate_secret();
         let key = store.server_secret(SIGNING_SECRET, &candidate).await?;
-        Ok(Self {
-            base,
-            key: key.into_bytes(),
-            retention_ms: i64::from(retention_days) * 86_400_000,
-        })
+        Ok(Self::new(base, key.as_bytes(), retention_days))
     }
 
     fn mac(&self, task: &TaskId, name: &str, expires: i64) -> Hmac<Sha256> {

@@ -1,0 +1,125 @@
+//! Golden JSON for every response shape of the unified dialect: the create response, the task
+//! in each status, and the error body. `KINORA_BLESS=1` rewrites the files after a deliberate
+//! change; otherwise any difference fails.
+
+use std::path::PathBuf;
+
+use kinora_core::{AccountId, Dialect, FailureClass, Task, TaskId, TaskKind, TaskState};
+use kinora_server::files::FileUrls;
+use kinora_server::unified::error::UnifiedError;
+use kinora_server::unified::http::created_body;
+use kinora_server::unified::submit::UnifiedModel;
+use kinora_server::unified::task::task_body;
+use serde_json::{json, Value};
+
+fn check(name: &str, value: &Value) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/unified")
+        .join(format!("{name}.json"));
+    let text = format!(
+        "{}\n",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+    if std::env::var_os("KINORA_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with KINORA_BLESS=1 to create it)",
+            path.display()
+        )
+    });
+    assert_eq!(text, want, "{name} differs from {}", path.display());
+}
+
+/// A task fixed in every field; the id is the spec's example.
+fn task(state: TaskState) -> Task {
+    let id = TaskId::parse_any("task_01945f1b1d007a2bbc4d5e6f708192a3").unwrap_or_default();
+    let created = 1_736_762_400_000; // 2025-01-13T10:00:00Z
+    Task {
+        id,
+        account_id: AccountId::new(),
+        dialect: Dialect::Unified,
+        kind: TaskKind::Text2Video,
+        model: "kling-v2-6".into(),
+        state,
+        request: json!({}),
+        external_task_id: None,
+        callback_url: None,
+        channel: (state != TaskState::Queued).then(|| "local".to_owned()),
+        upstream_task_id: None,
+        result: (state == TaskState::Succeeded).then(|| {
+            json!({"videos": [{
+                "key": format!("tasks/{id}/outputs/video.mp4"),
+                "cover_key": format!("tasks/{id}/outputs/cover.jpg"),
+                "width": 1920, "height": 1080, "frame_count": 120, "duration": "5.000",
+                "has_audio": false, "size": 1234
+            }], "engine": {"name": "kinora-local", "revision": "r1", "deterministic": true}})
+        }),
+        failure_class: (state == TaskState::Failed).then_some(FailureClass::ContentPolicy),
+        failure_message: (state == TaskState::Failed)
+            .then(|| "The input did not pass content review.".to_owned()),
+        created_at: created,
+        updated_at: created + 180_000,
+        submitted_at: Some(created + 1_000),
+        started_at: Some(created + 2_000),
+        finished_at: state.is_terminal().then_some(created + 180_000),
+    }
+}
+
+fn urls() -> FileUrls {
+    FileUrls::new("https://kinora.example.com".into(), b"golden-key", 30)
+}
+
+#[test]
+fn create_response() {
+    let mut t = task(TaskState::Queued);
+    check("create", &created_body(&t, UnifiedModel::KlingV26));
+    t.external_task_id = Some("order-7".into());
+    check(
+        "create_with_external_id",
+        &created_body(&t, UnifiedModel::KlingV26),
+    );
+}
+
+#[test]
+fn task_in_every_status() {
+    check(
+        "task_pending",
+        &task_body(&task(TaskState::Queued), &urls()),
+    );
+    check(
+        "task_processing",
+        &task_body(&task(TaskState::Running), &urls()),
+    );
+    check(
+        "task_completed",
+        &task_body(&task(TaskState::Succeeded), &urls()),
+    );
+    check("task_failed", &task_body(&task(TaskState::Failed), &urls()));
+    check(
+        "task_canceled",
+        &task_body(&task(TaskState::Canceled), &urls()),
+    );
+    let mut omni = task(TaskState::Running);
+    omni.model = "kling-video-o1".into();
+    omni.external_task_id = Some("shot-2".into());
+    check("task_omni_processing", &task_body(&omni, &urls()));
+}
+
+#[test]
+fn error_body() {
+    check(
+        "error_unsupported_combination",
+        &UnifiedError::unsupported(
+            Some("camera_control"),
+            "image_tail cannot be combined with camera_control",
+        )
+        .body(),
+    );
+    check(
+        "error_missing_api_key",
+        &UnifiedError::from(kinora_server::auth::AuthFailure::Missing).body(),
+    );
+}
