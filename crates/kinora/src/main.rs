@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod video;
 use kinora_server::Config;
 
 #[derive(Parser)]
@@ -38,6 +40,92 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Create, read, wait for and download videos through a kinora server's unified API.
+    Video(Box<VideoCli>),
+}
+
+#[derive(clap::Args)]
+struct VideoCli {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(subcommand)]
+    command: VideoCommand,
+}
+
+#[derive(clap::Args)]
+struct Connection {
+    /// The kinora server.
+    #[arg(
+        long,
+        env = "KINORA_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+    /// An API key (`kinora keys create` makes one).
+    #[arg(long, env = "KINORA_API_KEY", hide_env_values = true, global = true)]
+    api_key: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum VideoCommand {
+    /// Create a video task (POST /v1/videos) and print it, or with --wait the downloaded file.
+    Create(Box<CreateArgs>),
+    /// Print a task (by task id or external_task_id) as JSON.
+    Get { id: String },
+    /// Wait until a task ends, showing its progress, and print it.
+    Wait {
+        id: String,
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
+    /// Download a completed task's video.
+    Download {
+        id: String,
+        /// Where to write it (default: ./<task id>.mp4).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct CreateArgs {
+    /// A JSON file with the whole request body; the flags below override its fields.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long)]
+    prompt: Option<String>,
+    #[arg(long)]
+    negative_prompt: Option<String>,
+    /// std or pro.
+    #[arg(long)]
+    mode: Option<String>,
+    /// 16:9, 9:16 or 1:1.
+    #[arg(long)]
+    aspect_ratio: Option<String>,
+    #[arg(long)]
+    seconds: Option<u32>,
+    /// on or off.
+    #[arg(long)]
+    sound: Option<String>,
+    /// First frame: a URL or a local image file (sent as Base64).
+    #[arg(long)]
+    image: Option<String>,
+    #[arg(long)]
+    external_task_id: Option<String>,
+    #[arg(long)]
+    callback_url: Option<String>,
+    /// Wait for the task, download its video and print the file's path.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: where to write the video (default: ./<task id>.mp4).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// With --wait: give up after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -160,6 +248,13 @@ fn main() -> ExitCode {
             Command::Worker => kinora_server::work(config).await,
             Command::Migrate => kinora_server::migrate(&config).await,
             Command::Keys(keys) => run_keys(&config, keys).await,
+            Command::Video(cli) => video::run(
+                &cli.connection.url,
+                cli.connection.api_key.as_deref(),
+                cli.command,
+            )
+            .await
+            .map_err(|e| kinora_server::Error::new(kinora_server::ErrorCode::InvalidInput, e)),
             Command::CheckConfig => Ok(()),
         }
     });

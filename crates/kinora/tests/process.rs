@@ -553,3 +553,102 @@ async fn keys_commands_create_list_and_revoke() {
     kinora.wait_ready().await;
     assert_eq!(printed_key(&kinora.logs()), None, "{}", kinora.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_creates_waits_and_downloads_a_video() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut kinora = Kinora::spawn(dir.path(), &["serve"], port, |c| {
+        c.env("KINORA_SERVER__LISTEN", &listen);
+    });
+    kinora.wait_ready().await;
+    let key = printed_key(&kinora.logs()).expect("bootstrap key");
+    let url = format!("http://{listen}");
+    let env = [
+        ("KINORA_URL", url.as_str()),
+        ("KINORA_API_KEY", key.as_str()),
+    ];
+    let cli = |args: Vec<String>| {
+        let dir = dir.path().to_owned();
+        let env = env.map(|(k, v)| (k.to_owned(), v.to_owned()));
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&dir, &args, &env)
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let created = cli(args(&[
+        "video",
+        "create",
+        "--prompt",
+        "a paper boat on a pond",
+        "--aspect-ratio",
+        "9:16",
+        "--seconds",
+        "5",
+        "--external-task-id",
+        "boat-1",
+        "--wait",
+        "--output",
+        "boat.mp4",
+    ]))
+    .await
+    .expect("cli");
+    assert!(created.status.success(), "{created:?}\n{}", kinora.logs());
+    let printed = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    assert_eq!(printed, "boat.mp4");
+    let bytes = bytes::Bytes::from(std::fs::read(dir.path().join("boat.mp4")).expect("video file"));
+    let info = kinora_media::video::probe_video("video", &bytes)
+        .await
+        .expect("probe");
+    assert_eq!(
+        (info.width, info.height, info.duration_ms),
+        (720, 1280, 5000)
+    );
+
+    // get and download by the external id.
+    let got = cli(args(&["video", "get", "boat-1"])).await.expect("cli");
+    assert!(got.status.success(), "{got:?}");
+    let task: serde_json::Value = serde_json::from_slice(&got.stdout).expect("json");
+    assert_eq!(task["status"], "completed");
+    let again = cli(args(&["video", "download", "boat-1", "-o", "again.mp4"]))
+        .await
+        .expect("cli");
+    assert!(again.status.success(), "{again:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join("again.mp4")).expect("file"),
+        bytes.to_vec()
+    );
+
+    // A refused request prints the server's reason and fails.
+    let refused = cli(args(&[
+        "video",
+        "create",
+        "--prompt",
+        "p",
+        "--seconds",
+        "7",
+    ]))
+    .await
+    .expect("cli");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("invalid_parameter") && err.contains("5 or 10"),
+        "{err}"
+    );
+    // Without a key the CLI says how to give one.
+    let no_key = run(
+        dir.path(),
+        &["video", "get", "boat-1"],
+        &[("KINORA_URL", url.as_str())],
+    );
+    assert!(
+        String::from_utf8_lossy(&no_key.stderr).contains("KINORA_API_KEY"),
+        "{no_key:?}"
+    );
+}
