@@ -128,6 +128,16 @@ fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Storage did not answer: the server's fault, logged, answered 503.
+fn storage_unavailable(key: &kinora_storage::ObjectKey, e: &Error) -> Response {
+    tracing::error!(%key, error = %e, "cannot read a result file");
+    refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+        "storage is unavailable",
+    )
+}
+
 fn not_found() -> Response {
     refusal(
         StatusCode::NOT_FOUND,
@@ -209,14 +219,7 @@ async fn serve_file(
     let object = match services.storage.head(&key).await {
         Ok(Some(object)) => object,
         Ok(None) => return not_found(),
-        Err(e) => {
-            tracing::error!(%key, error = %e, "cannot read a result file");
-            return refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                "storage is unavailable",
-            );
-        }
+        Err(e) => return storage_unavailable(&key, &e),
     };
     let size = object.size;
     let common = [
@@ -240,14 +243,7 @@ async fn serve_file(
                 }
                 response
             }
-            Err(e) => {
-                tracing::error!(%key, error = %e, "cannot read a result file");
-                refusal(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    "storage is unavailable",
-                )
-            }
+            Err(e) => storage_unavailable(&key, &e),
         },
         Ok(None) => match services.storage.get_stream(&key).await {
             Ok((_, stream)) => {
@@ -258,14 +254,7 @@ async fn serve_file(
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
                 response
             }
-            Err(e) => {
-                tracing::error!(%key, error = %e, "cannot read a result file");
-                refusal(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    "storage is unavailable",
-                )
-            }
+            Err(e) => storage_unavailable(&key, &e),
         },
     }
 }
