@@ -94,6 +94,37 @@ pub struct NewApiKey {
     pub secret_hash: String,
 }
 
+/// An element: a reusable subject. `account_id` is `None` for the built-in presets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Element {
+    pub id: i64,
+    pub account_id: Option<AccountId>,
+    pub name: String,
+    pub description: String,
+    /// Object key of the front view.
+    pub frontal_image: String,
+    /// Object keys of the other views, in order.
+    pub refer_images: Vec<String>,
+    /// Tag ids (`o_101` …).
+    pub tags: Vec<String>,
+    pub created_at: i64,
+}
+
+/// An element to store under a chosen id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewElement {
+    pub id: i64,
+    pub account_id: Option<AccountId>,
+    pub name: String,
+    pub description: String,
+    pub frontal_image: String,
+    pub refer_images: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+/// Largest element id: JavaScript numbers hold integers exactly up to 2^53.
+pub const MAX_ELEMENT_ID: i64 = (1 << 53) - 1;
+
 /// Identifier of a job in the queue, increasing with enqueue order.
 pub type JobId = i64;
 
@@ -288,6 +319,24 @@ pub trait Store: Send + Sync + 'static {
     /// The deployment-wide secret called `name`: `candidate` is stored if none is yet, and the
     /// stored value is returned either way, so concurrent first calls agree.
     async fn server_secret(&self, name: &str, candidate: &str) -> Result<String>;
+
+    /// Stores an element. For a custom element an id already taken fails with `InvalidInput`
+    /// (the caller draws another); a preset (no account) is stored only if its id is free, and
+    /// `Ok(None)` says it already was.
+    async fn create_element(&self, element: NewElement) -> Result<Option<Element>>;
+    /// An element the account may use: one of its own custom elements or a preset; deleted
+    /// ones are gone.
+    async fn get_element(&self, account: AccountId, id: i64) -> Result<Option<Element>>;
+    /// A page (1-based) of the account's custom elements, or of the presets when `account` is
+    /// `None`, newest first.
+    async fn list_elements(
+        &self,
+        account: Option<AccountId>,
+        page: u32,
+        page_size: u32,
+    ) -> Result<Vec<Element>>;
+    /// Deletes one of the account's custom elements; `false` if it has no such element.
+    async fn delete_element(&self, account: AccountId, id: i64) -> Result<bool>;
 
     /// Stores a key of `account`. A secret hash already stored is an internal error.
     async fn create_api_key(&self, account: AccountId, key: NewApiKey) -> Result<ApiKey>;

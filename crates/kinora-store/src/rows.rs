@@ -3,7 +3,7 @@
 use kinora_core::{AccountId, Error, FailureClass, JobKind, Task, TaskId};
 use uuid::Uuid;
 
-use crate::{Account, ApiKey, Job, JobState, Result};
+use crate::{Account, ApiKey, Element, Job, JobState, Result};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct AccountRow {
@@ -41,6 +41,41 @@ impl ApiKeyRow {
             prefix: self.prefix,
             created_at: self.created_at,
             revoked_at: self.revoked_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ElementRow {
+    pub id: i64,
+    pub account_id: Option<String>,
+    pub name: String,
+    pub description: String,
+    pub frontal_image: String,
+    pub refer_images: String,
+    pub tags: String,
+    pub created_at: i64,
+}
+
+impl ElementRow {
+    pub fn into_element(self) -> Result<Element> {
+        let list = |text: &str, what: &str| {
+            serde_json::from_str::<Vec<String>>(text)
+                .map_err(|e| Error::internal(format!("element {} {what}: {e}", self.id)))
+        };
+        Ok(Element {
+            id: self.id,
+            account_id: self
+                .account_id
+                .as_deref()
+                .map(|a| uuid(a).map(AccountId::from_uuid))
+                .transpose()?,
+            refer_images: list(&self.refer_images, "refer_images")?,
+            tags: list(&self.tags, "tags")?,
+            name: self.name,
+            description: self.description,
+            frontal_image: self.frontal_image,
+            created_at: self.created_at,
         })
     }
 }

@@ -22,7 +22,13 @@ macro_rules! api_key_columns {
     };
 }
 
-pub(crate) use {api_key_columns, job_columns, task_columns};
+macro_rules! element_columns {
+    () => {
+        "id, account_id, name, description, frontal_image, refer_images, tags, created_at"
+    };
+}
+
+pub(crate) use {api_key_columns, element_columns, job_columns, task_columns};
 
 /// Marks a leased job done; binds (now, id, owner).
 pub(crate) const COMPLETE_JOB: &str = "UPDATE jobs SET state = 'done', lease_owner = NULL, \
@@ -177,6 +183,85 @@ macro_rules! impl_store {
                     .map_err(|e| $crate::error::db_error("get bootstrap account", e))?
                     .map($crate::rows::AccountRow::into_account)
                     .transpose()
+            }
+
+            async fn create_element(&self, element: $crate::NewElement) -> $crate::Result<Option<$crate::Element>> {
+                if !(1..=$crate::MAX_ELEMENT_ID).contains(&element.id) {
+                    return Err(kinora_core::Error::invalid(format!("element id {} is outside 1..2^53", element.id)));
+                }
+                let now = self.clock.now_ms();
+                let json = |v: &Vec<String>| serde_json::Value::from(v.clone()).to_string();
+                let inserted = sqlx::query("INSERT INTO elements (id, account_id, name, description, frontal_image, refer_images, tags, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING")
+                    .bind(element.id)
+                    .bind(element.account_id.map(|a| a.to_string()))
+                    .bind(&element.name)
+                    .bind(&element.description)
+                    .bind(&element.frontal_image)
+                    .bind(json(&element.refer_images))
+                    .bind(json(&element.tags))
+                    .bind(now)
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("create element", e))?;
+                if inserted.rows_affected() == 0 {
+                    if element.account_id.is_none() {
+                        return Ok(None);
+                    }
+                    return Err(kinora_core::Error::invalid(format!("element id {} is taken", element.id)));
+                }
+                Ok(Some($crate::Element {
+                    id: element.id,
+                    account_id: element.account_id,
+                    name: element.name,
+                    description: element.description,
+                    frontal_image: element.frontal_image,
+                    refer_images: element.refer_images,
+                    tags: element.tags,
+                    created_at: now,
+                }))
+            }
+
+            async fn get_element(&self, account: kinora_core::AccountId, id: i64) -> $crate::Result<Option<$crate::Element>> {
+                sqlx::query_as::<_, $crate::rows::ElementRow>(concat!("SELECT ", $crate::shared::element_columns!(), " FROM elements WHERE id = $1 AND (account_id = $2 OR account_id IS NULL) AND deleted_at IS NULL"))
+                    .bind(id)
+                    .bind(account.to_string())
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("get element", e))?
+                    .map($crate::rows::ElementRow::into_element)
+                    .transpose()
+            }
+
+            async fn list_elements(&self, account: Option<kinora_core::AccountId>, page: u32, page_size: u32) -> $crate::Result<Vec<$crate::Element>> {
+                let offset = i64::from(page.max(1) - 1) * i64::from(page_size);
+                let rows = match account {
+                    Some(account) => sqlx::query_as::<_, $crate::rows::ElementRow>(concat!("SELECT ", $crate::shared::element_columns!(), " FROM elements WHERE account_id = $1 AND deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"))
+                        .bind(account.to_string())
+                        .bind(i64::from(page_size))
+                        .bind(offset)
+                        .fetch_all(&self.read)
+                        .await,
+                    None => sqlx::query_as::<_, $crate::rows::ElementRow>(concat!("SELECT ", $crate::shared::element_columns!(), " FROM elements WHERE account_id IS NULL AND deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"))
+                        .bind(i64::from(page_size))
+                        .bind(offset)
+                        .fetch_all(&self.read)
+                        .await,
+                };
+                rows.map_err(|e| $crate::error::db_error("list elements", e))?
+                    .into_iter()
+                    .map($crate::rows::ElementRow::into_element)
+                    .collect()
+            }
+
+            async fn delete_element(&self, account: kinora_core::AccountId, id: i64) -> $crate::Result<bool> {
+                let done = sqlx::query("UPDATE elements SET deleted_at = $1 WHERE id = $2 AND account_id = $3 AND deleted_at IS NULL")
+                    .bind(self.clock.now_ms())
+                    .bind(id)
+                    .bind(account.to_string())
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("delete element", e))?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn server_secret(&self, name: &str, candidate: &str) -> $crate::Result<String> {

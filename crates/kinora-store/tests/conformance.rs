@@ -9,7 +9,7 @@ use kinora_core::{
     AccountId, Dialect, ErrorCode, FailureClass, JobKind, NewTask, TaskId, TaskKind, TaskState,
 };
 use kinora_store::testing::{self, TestDatabase};
-use kinora_store::{JobState, NewApiKey, NewJob, RetryOutcome, Store, TaskTransition};
+use kinora_store::{JobState, NewApiKey, NewElement, NewJob, RetryOutcome, Store, TaskTransition};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -92,6 +92,7 @@ on_both_backends!(
     orphaned_tasks_are_found(super::manual_clock()),
     bootstrap_happens_once(kinora_core::time::SystemClock),
     server_secrets_are_created_once(super::manual_clock()),
+    elements_are_scoped_paged_and_deleted(super::manual_clock()),
     api_keys_are_found_by_hash_and_scoped_by_account(super::manual_clock()),
     enqueue_wakes_waiting_workers(kinora_core::time::SystemClock),
     eight_workers_run_two_thousand_jobs_exactly_once(kinora_core::time::SystemClock),
@@ -151,13 +152,106 @@ async fn bootstrap_happens_once(db: TestDatabase, _clock: SystemClock) {
     );
 }
 
+fn element(id: i64, account: Option<AccountId>, name: &str) -> NewElement {
+    NewElement {
+        id,
+        account_id: account,
+        name: name.to_owned(),
+        description: format!("{name} description"),
+        frontal_image: format!("elements/{id}/front.png"),
+        refer_images: vec![format!("elements/{id}/side.png")],
+        tags: vec!["o_102".to_owned()],
+    }
+}
+
+async fn elements_are_scoped_paged_and_deleted(db: TestDatabase, clock: ManualClock) {
+    let store = db.store;
+    let a = store.create_account("a").await.expect("a").id;
+    let b = store.create_account("b").await.expect("b").id;
+    let preset = store
+        .create_element(element(146, None, "Knight"))
+        .await
+        .expect("preset")
+        .expect("stored");
+    assert_eq!(preset.account_id, None);
+    assert_eq!(
+        store
+            .create_element(element(146, None, "Knight"))
+            .await
+            .expect("again"),
+        None,
+        "a preset is stored once"
+    );
+    let mut mine = Vec::new();
+    for (k, id) in [1_000_001i64, 1_000_002, 1_000_003].into_iter().enumerate() {
+        clock.advance(Duration::from_millis(10));
+        mine.push(
+            store
+                .create_element(element(id, Some(a), &format!("fox{k}")))
+                .await
+                .expect("custom")
+                .expect("stored"),
+        );
+    }
+    assert_eq!(mine[0].refer_images, ["elements/1000001/side.png"]);
+    assert!(store
+        .create_element(element(1_000_001, Some(b), "dup"))
+        .await
+        .is_err());
+    assert!(store
+        .create_element(element(1 << 53, Some(b), "big"))
+        .await
+        .is_err());
+    // Newest first, paged; presets apart; each account sees its own.
+    let page = |account, page, size| {
+        let store = store.clone();
+        async move {
+            store
+                .list_elements(account, page, size)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(Some(a), 1, 2).await, [1_000_003, 1_000_002]);
+    assert_eq!(page(Some(a), 2, 2).await, [1_000_001]);
+    assert!(page(Some(a), 3, 2).await.is_empty());
+    assert!(page(Some(b), 1, 30).await.is_empty());
+    assert_eq!(page(None, 1, 30).await, [146]);
+    // Usable: own customs and presets; another account's is not found.
+    assert_eq!(
+        store.get_element(a, 1_000_002).await.expect("get"),
+        Some(mine[1].clone())
+    );
+    assert_eq!(store.get_element(b, 146).await.expect("get"), Some(preset));
+    assert_eq!(store.get_element(b, 1_000_002).await.expect("get"), None);
+    // Deletion: own customs only, once.
+    assert!(!store.delete_element(b, 1_000_002).await.expect("delete"));
+    assert!(!store.delete_element(a, 146).await.expect("delete"));
+    assert!(store.delete_element(a, 1_000_002).await.expect("delete"));
+    assert!(!store.delete_element(a, 1_000_002).await.expect("delete"));
+    assert_eq!(store.get_element(a, 1_000_002).await.expect("get"), None);
+    assert_eq!(page(Some(a), 1, 30).await, [1_000_003, 1_000_001]);
+}
+
 async fn server_secrets_are_created_once(db: TestDatabase, _clock: ManualClock) {
     let store = db.store;
-    let first = store.server_secret("url-signing", "aaa").await.expect("secret");
+    let first = store
+        .server_secret("url-signing", "aaa")
+        .await
+        .expect("secret");
     assert_eq!(first, "aaa");
-    let second = store.server_secret("url-signing", "bbb").await.expect("secret");
+    let second = store
+        .server_secret("url-signing", "bbb")
+        .await
+        .expect("secret");
     assert_eq!(second, "aaa", "the first stored value wins");
-    assert_eq!(store.server_secret("other", "ccc").await.expect("secret"), "ccc");
+    assert_eq!(
+        store.server_secret("other", "ccc").await.expect("secret"),
+        "ccc"
+    );
 }
 
 async fn api_keys_are_found_by_hash_and_scoped_by_account(db: TestDatabase, clock: ManualClock) {

@@ -1,0 +1,16 @@
+-- Elements (reusable subjects for omni requests): an account's custom ones, and the built-in
+-- presets (no account). Ids stay below 2^53 so JavaScript clients read them exactly. Images
+-- are object keys in kinora's storage.
+CREATE TABLE elements (
+    id             INTEGER PRIMARY KEY,
+    account_id     TEXT REFERENCES accounts(id),
+    name           TEXT NOT NULL,
+    description    TEXT NOT NULL,
+    frontal_image  TEXT NOT NULL,
+    refer_images   TEXT NOT NULL,
+    tags           TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    deleted_at     INTEGER
+);
+
+CREATE INDEX elements_account ON elements (account_id, created_at, id);
