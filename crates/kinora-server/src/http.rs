@@ -22,11 +22,20 @@ pub fn router(services: Arc<Services>) -> Router {
 }
 
 /// Tags every response with a fresh `x-request-id` (a UUIDv4), for correlating a client's
-/// report with the server's logs.
+/// report with the server's logs, and names the charset of JSON bodies (always UTF-8).
 async fn with_request_id(mut response: Response) -> Response {
     let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let headers = response.headers_mut();
     if let Ok(value) = axum::http::HeaderValue::from_str(&id.to_string()) {
-        response.headers_mut().insert("x-request-id", value);
+        headers.insert("x-request-id", value);
+    }
+    if headers.get(axum::http::header::CONTENT_TYPE)
+        == Some(&axum::http::HeaderValue::from_static("application/json"))
+    {
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json; charset=utf-8"),
+        );
     }
     response
 }
