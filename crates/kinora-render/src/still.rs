@@ -356,10 +356,27 @@ fn box_line(src: &[u8], dst: &mut [u8], r: usize, div: Divider) {
     let n = src.len();
     let at = |k: isize| u32::from(src[k.clamp(0, n as isize - 1) as usize]);
     let mut sum: u32 = (-(r as isize)..=r as isize).map(at).sum();
-    for (k, d) in dst.iter_mut().enumerate() {
-        *d = div.round(sum);
+    // Where both ends of the window are inside (r ≤ k < n − r − 1) no clamping is needed:
+    // the same sums, without a clamp and a bounds check per sample.
+    let mid = r.min(n)..n.saturating_sub(r + 1).max(r.min(n));
+    let step = |k: usize, d: &mut u8, sum: &mut u32| {
+        *d = div.round(*sum);
         let k = k as isize;
-        sum = sum + at(k + r as isize + 1) - at(k - r as isize);
+        *sum = *sum + at(k + r as isize + 1) - at(k - r as isize);
+    };
+    for (k, d) in dst.iter_mut().enumerate().take(mid.start) {
+        step(k, d, &mut sum);
+    }
+    if !mid.is_empty() {
+        let add = &src[mid.start + r + 1..mid.end + r + 1];
+        let sub = &src[mid.start - r..mid.end - r];
+        for ((d, &a), &b) in dst[mid.clone()].iter_mut().zip(add).zip(sub) {
+            *d = div.round(sum);
+            sum = sum + u32::from(a) - u32::from(b);
+        }
+    }
+    for (k, d) in dst.iter_mut().enumerate().skip(mid.end) {
+        step(k, d, &mut sum);
     }
 }
 
@@ -682,6 +699,25 @@ mod tests {
                     (sum + taps / 2) / taps,
                     "{sum}/{taps}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn box_line_matches_the_clamped_window_sums() {
+        let mut rng = crate::seed::SplitMix64::new(17);
+        for n in [1usize, 2, 3, 5, 8, 13, 40, 101] {
+            let src: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
+            for r in [1usize, 2, 3, 6, 20, 60] {
+                let div = Divider::new(2 * r as u32 + 1);
+                let mut got = vec![0u8; n];
+                box_line(&src, &mut got, r, div);
+                for (k, &v) in got.iter().enumerate() {
+                    let sum: u32 = (k as isize - r as isize..=k as isize + r as isize)
+                        .map(|j| u32::from(src[j.clamp(0, n as isize - 1) as usize]))
+                        .sum();
+                    assert_eq!(v, div.round(sum), "n {n} r {r} k {k}");
+                }
             }
         }
     }

@@ -214,7 +214,8 @@ fn check_plane(p: &Plane) -> Result<(), WarpError> {
 }
 
 /// Warps all three planes of `src` into `dst` (whose size is the output size); the chroma
-/// planes use [`Transform::chroma`]. Nothing is allocated.
+/// planes use [`Transform::chroma`]. Only axis-aligned moves allocate (small per-column
+/// tables, once per plane).
 pub fn warp_frame(
     src: &I420Frame,
     transform: &Transform,
@@ -248,6 +249,19 @@ fn warp_plane_with(
     dst: &mut Plane,
     simd: bool,
 ) -> Result<(), WarpError> {
+    warp_plane_paths(src, transform, edge, dst, simd, true)
+}
+
+/// [`warp_plane_with`] with the separable path for axis-aligned affine matrices allowed or
+/// not; both give the same bytes.
+fn warp_plane_paths(
+    src: &Plane,
+    transform: &Transform,
+    edge: PlaneEdge,
+    dst: &mut Plane,
+    simd: bool,
+    separable: bool,
+) -> Result<(), WarpError> {
     check_plane(src)?;
     check_plane(dst)?;
     // Source sides below 2^24 keep `side · 2^32` (the span bounds) inside i64.
@@ -264,17 +278,236 @@ fn warp_plane_with(
     }
     if transform.is_affine() {
         let fx = AffineFx::new(transform)?;
-        for y in 0..dst.height {
-            let (s0, t0) = fx.row_start(y);
-            linear_run(src, s0, fx.a, t0, fx.d, edge, dst.row_mut(y), simd);
+        if separable && fx.b == 0 && fx.d == 0 {
+            separable_affine(src, &fx, edge, dst, simd);
+            return Ok(());
+        }
+        // Strip by strip (see `STRIP`); every pixel's position is the same as on a whole row.
+        for x0 in (0..dst.width).step_by(STRIP) {
+            let x1 = (x0 + STRIP).min(dst.width);
+            let first = x0 as i64;
+            for y in 0..dst.height {
+                let (s0, t0) = fx.row_start(y);
+                let (s, t) = (s0 + first * fx.a, t0 + first * fx.d);
+                let out = &mut dst.row_mut(y)[x0..x1];
+                linear_run(src, s, fx.a, t, fx.d, edge, out, simd);
+            }
         }
     } else {
         let fx = HomographyFx::new(transform)?;
-        for y in 0..dst.height {
-            homography_row(src, &fx, y, edge, dst.row_mut(y), simd);
+        for x0 in (0..dst.width).step_by(STRIP) {
+            let x1 = (x0 + STRIP).min(dst.width);
+            for y in 0..dst.height {
+                homography_row(src, &fx, (x0, y), edge, &mut dst.row_mut(y)[x0..x1], simd);
+            }
         }
     }
     Ok(())
+}
+
+/// Output columns per strip. Warps whose rows cross source rows (rotations, perspective) run
+/// strip by strip, top to bottom, so that the source lines one output row reads are still in
+/// cache for the next; a whole row at a time evicted them first. A multiple of
+/// [`HOMOGRAPHY_STEP`], so the knots are where they are on whole rows.
+const STRIP: usize = 256;
+
+/// Axis-aligned affine warps (no rotation or shear: b = d = 0 in fixed point) are separable:
+/// every output row samples one pair of source rows with one vertical weight, and every output
+/// column one pair of source columns with one horizontal weight, the same on every row.
+/// Bilinear interpolation is a sum of integer products, so blending the two rows first (into
+/// the 16-bit sums p0·(256−fy) + p1·fy, at most 65 280) and the columns second gives exactly
+/// what [`bilinear`] gives on the same clamped taps: this path changes no output byte, it only
+/// does the vertical half of the work once per source column instead of once per pixel.
+fn separable_affine(src: &Plane, fx: &AffineFx, edge: PlaneEdge, dst: &mut Plane, simd: bool) {
+    let n = dst.width;
+    let (w, h) = (src.width as i64, src.height as i64);
+    // With b = 0 every row starts at the same s.
+    let (s0, _) = fx.row_start(0);
+    let fill = match edge {
+        PlaneEdge::Fill(v) => Some(v),
+        PlaneEdge::Clamp => None,
+    };
+    // Columns that are not filled: positions are linear in x and the test is an interval, so
+    // they are one contiguous range [xa, xb).
+    let (mut xa, mut xb) = (n, 0);
+    let mut first_tap = vec![0i64; n];
+    let mut weights = vec![0u32; n];
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for x in 0..n {
+        let s = s0 + x as i64 * fx.a;
+        if fill.is_some() && (s < -HALF || s >= w * ONE - HALF) {
+            continue;
+        }
+        xa = xa.min(x);
+        xb = x + 1;
+        let xi = s >> FRAC;
+        let f = ((s >> (FRAC - WEIGHT_BITS)) & WEIGHT_MASK) as u32;
+        let (c0, c1) = (xi.clamp(0, w - 1), (xi + 1).clamp(0, w - 1));
+        // Clamped to one column, both taps are the same sample: weight it whole.
+        let f = if c0 == c1 { 0 } else { f };
+        first_tap[x] = c0;
+        weights[x] = (WEIGHT_ONE - f) | f << 16;
+        lo = lo.min(c0);
+        hi = hi.max(c0);
+    }
+    let xb = xb.max(xa);
+    if xa == xb {
+        for y in 0..dst.height {
+            dst.row_mut(y).fill(fill.unwrap_or(0));
+        }
+        return;
+    }
+    // The column sums cover source columns lo..=hi + 1; a tap past the plane's last column
+    // only ever has weight 0 and reads the zero left there.
+    let (lo, hi) = (lo as usize, hi as usize);
+    let taps = first_tap[xa..xb].iter().map(|&c| (c as usize - lo) as u32);
+    let needed = hi - lo + 2;
+    let cols = Columns::new(taps.collect(), weights[xa..xb].to_vec(), needed);
+    let mut sums = vec![0u16; cols.len];
+    let used = (src.width - lo).min(needed);
+    for y in 0..dst.height {
+        let (_, t) = fx.row_start(y);
+        let out = dst.row_mut(y);
+        if let Some(v) = fill {
+            if t < -HALF || t >= h * ONE - HALF {
+                out.fill(v);
+                continue;
+            }
+            out[..xa].fill(v);
+            out[xb..].fill(v);
+        }
+        let yi = t >> FRAC;
+        let fy = ((t >> (FRAC - WEIGHT_BITS)) & WEIGHT_MASK) as u16;
+        let (y0, y1) = (
+            yi.clamp(0, h - 1) as usize,
+            (yi + 1).clamp(0, h - 1) as usize,
+        );
+        let r0 = &src.row(y0)[lo..lo + used];
+        let r1 = &src.row(y1)[lo..lo + used];
+        let w0 = WEIGHT_ONE as u16 - fy;
+        for ((o, &a), &b) in sums.iter_mut().zip(r0).zip(r1) {
+            *o = u16::from(a) * w0 + u16::from(b) * fy;
+        }
+        cols.run(&sums, &mut out[xa..xb], simd);
+    }
+}
+
+/// The horizontal half of [`separable_affine`]: per output column, the index of its first tap
+/// in the row of column sums and its weights (256 − fx) | fx << 16.
+struct Columns {
+    taps: Vec<u32>,
+    weights: Vec<u32>,
+    /// Length of a row of column sums: every tap and the one after it are below this, and
+    /// [`SUMS_PAD`] zeros follow for the SIMD kernel's 16-byte loads.
+    len: usize,
+    /// Whether the SIMD kernel's loads fit (checked once, not per row).
+    simd_fits: bool,
+    /// Per whole block of 8 output columns, where the SIMD kernel loads its two 16-byte
+    /// windows of sums (pixels 0–3 and 4–7) and the byte shuffle that picks each pixel's pair
+    /// of sums out of them; `None` when a half's taps spread too far, and the block gathers.
+    windows: Vec<Option<SumsWindow>>,
+}
+
+/// See [`Columns::windows`]: the first sum of each half's window, and the shuffle.
+#[derive(Clone, Copy)]
+struct SumsWindow {
+    base: [u32; 2],
+    shuffle: [u8; 32],
+}
+
+/// Zero sums after the last one needed, so that 16-byte windows near the end stay inside.
+const SUMS_PAD: usize = 8;
+
+impl Columns {
+    /// `needed`: the sums the taps reach (every tap + 1 below it).
+    fn new(taps: Vec<u32>, weights: Vec<u32>, needed: usize) -> Self {
+        let len = needed + SUMS_PAD;
+        let simd_fits = simd_loads_fit(needed, &taps) && weights.len() == taps.len();
+        let windows = taps
+            .chunks_exact(8)
+            .map(|block| {
+                let mut w = SumsWindow {
+                    base: [0; 2],
+                    shuffle: [0; 32],
+                };
+                for (half, quad) in block.chunks_exact(4).enumerate() {
+                    let base = quad.iter().copied().min()?;
+                    let top = quad.iter().copied().max()?;
+                    // Sums base..base + 8 are loaded; each pixel reads the pair at its tap.
+                    if top - base > 6 || base as usize + 8 > len {
+                        return None;
+                    }
+                    w.base[half] = base;
+                    for (j, &i) in quad.iter().enumerate() {
+                        let at = 2 * (i - base) as u8;
+                        let lane = &mut w.shuffle[16 * half + 4 * j..16 * half + 4 * j + 4];
+                        lane.copy_from_slice(&[at, at + 1, at + 2, at + 3]);
+                    }
+                }
+                Some(w)
+            })
+            .collect();
+        Self {
+            taps,
+            weights,
+            len,
+            simd_fits,
+            windows,
+        }
+    }
+
+    /// One output row from its column sums (`sums.len() == self.len`).
+    fn run(&self, sums: &[u16], out: &mut [u8], simd: bool) {
+        let ready = simd && self.simd_fits && sums.len() == self.len;
+        let done = if ready && out.len() == self.taps.len() {
+            self.run_simd(sums, out)
+        } else {
+            0
+        };
+        columns_scalar(
+            sums,
+            &self.taps[done..],
+            &self.weights[done..],
+            &mut out[done..],
+        );
+    }
+
+    /// The SIMD kernel over the leading whole blocks of 8 of `out`; returns how many pixels
+    /// it wrote. `simd_fits` must hold, `sums.len() == self.len`, `out.len() == taps.len()`.
+    fn run_simd(&self, sums: &[u16], out: &mut [u8]) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let same = self.taps.len() == out.len()
+                && self.weights.len() == out.len()
+                && self.windows.len() == out.len() / 8
+                && sums.len() == self.len;
+            if simd_available() && self.simd_fits && same {
+                // SAFETY: AVX2 is present; every tap and the sum after it lie in `sums`
+                // (`simd_fits`), so each gathered 4-byte load does; every window was checked
+                // against `len` = `sums.len()` when built; loads of taps and weights and
+                // stores stay inside their slices (whole blocks of 8 of equal lengths).
+                return unsafe {
+                    avx2::columns(sums, &self.taps, &self.weights, &self.windows, out)
+                };
+            }
+        }
+        let _ = (sums, out);
+        0
+    }
+}
+
+/// Whether every tap and the sum after it lie in a row of `len` sums, with `len` < 2^31.
+fn simd_loads_fit(len: usize, taps: &[u32]) -> bool {
+    len < i32::MAX as usize && taps.iter().all(|&i| (i as usize) + 1 < len)
+}
+
+/// The scalar kernel of [`Columns::run`], and the reference for the SIMD one.
+fn columns_scalar(sums: &[u16], taps: &[u32], weights: &[u32], out: &mut [u8]) {
+    for ((o, &i), &wt) in out.iter_mut().zip(taps).zip(weights) {
+        let i = i as usize;
+        let sum = u32::from(sums[i]) * (wt & 0xffff) + u32::from(sums[i + 1]) * (wt >> 16);
+        *o = ((sum + (1 << (2 * WEIGHT_BITS - 1))) >> (2 * WEIGHT_BITS)) as u8;
+    }
 }
 
 /// `libm::round` for |v| < 2^53 (NaN gives 0), without its bit fiddling: the truncation and
@@ -283,13 +516,9 @@ fn warp_plane_with(
 fn round_half_away(v: f64) -> i64 {
     let i = v as i64;
     let f = v - i as f64;
-    if f >= 0.5 {
-        i + 1
-    } else if f <= -0.5 {
-        i - 1
-    } else {
-        i
-    }
+    // Without branches: the fraction is data, and a mispredicted branch per knot coordinate
+    // cost more than the rest of the knot.
+    i + i64::from(f >= 0.5) - i64::from(f <= -0.5)
 }
 
 /// Converts a coefficient to fixed point with `bits` fractional bits. `round` is exactly
@@ -379,10 +608,12 @@ impl HomographyFx {
     }
 }
 
+/// Output pixels `from.0..from.0 + out.len()` of row `from.1` (`from.0` a multiple of
+/// [`HOMOGRAPHY_STEP`]).
 fn homography_row(
     src: &Plane,
     fx: &HomographyFx,
-    y: usize,
+    (from, y): (usize, usize),
     edge: PlaneEdge,
     out: &mut [u8],
     simd: bool,
@@ -404,12 +635,12 @@ fn homography_row(
         }
     };
     let n = out.len();
-    let (mut s, mut t) = fx.eval(0, y);
+    let (mut s, mut t) = fx.eval(from as i64, y);
     let mut x0 = 0usize;
     while x0 < n {
         // The knot after a short last segment is still HOMOGRAPHY_STEP away, so the step is
         // always a shift; |difference| ≤ 2^53 keeps 16 steps inside i64.
-        let (s1, t1) = fx.eval((x0 + HOMOGRAPHY_STEP) as i64, y);
+        let (s1, t1) = fx.eval((from + x0 + HOMOGRAPHY_STEP) as i64, y);
         let ds = (s1 - s) >> HOMOGRAPHY_STEP_SHIFT;
         let dt = (t1 - t) >> HOMOGRAPHY_STEP_SHIFT;
         let len = HOMOGRAPHY_STEP.min(n - x0);
@@ -692,7 +923,8 @@ mod avx2 {
     }
 
     /// Where a block's taps come from when it can be served by plain loads: the 16-byte
-    /// windows at column `x` of rows `y`, `y + 1` and, if `third`, `y + 2`.
+    /// windows at column `x` of rows `y`, `y + 1` and, if `third`, `y + 2` (read whenever it
+    /// is in `data`, needed or not: every tap's row is then chosen by its own lane).
     #[derive(Clone, Copy)]
     struct Window {
         x: usize,
@@ -712,10 +944,15 @@ mod avx2 {
             return None;
         }
         let end = (y + 1 + third) * stride + x + 16;
+        // Whether a block needs the third row depends on where it crosses a source row, which
+        // no branch predictor guesses; so the third row is read whenever it is in `data` (a
+        // block inside two rows then selects nothing from it), and the branch is only taken
+        // at the plane's bottom.
+        let third_fits = (y + 2) * stride + x + 16 <= len;
         (end <= len).then_some(Window {
             x,
             y,
-            third: third == 1,
+            third: third == 1 || third_fits,
         })
     }
 
@@ -781,6 +1018,54 @@ mod avx2 {
             }
         };
         interpolate(upper, lower, fx, fy)
+    }
+
+    /// The separable path's horizontal pass (see `super::columns_scalar`): per pixel, a 32-bit
+    /// lane holds the sums (c0, c1) at its tap as 16-bit halves, from a shuffle of two 16-byte
+    /// windows or, where the taps spread too far, a gather; flipped to signed (c − 2^15) they
+    /// fit `madd` with the weights (256 − fx, fx), and adding back 2^15·256 gives
+    /// c0·(256 − fx) + c1·fx exactly.
+    ///
+    /// # Safety
+    /// AVX2 must be present; `taps`, `weights` and `out` of equal length, `windows` one per
+    /// whole block of 8; every tap + 1 below `sums.len()` < 2^31; every window's 16-byte loads
+    /// inside `sums`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn columns(
+        sums: &[u16],
+        taps: &[u32],
+        weights: &[u32],
+        windows: &[Option<super::SumsWindow>],
+        out: &mut [u8],
+    ) -> usize {
+        let blocks = out.len() / 8;
+        let base = sums.as_ptr() as *const i32;
+        let flip = _mm256_set1_epi32(0x8000_8000u32 as i32);
+        let bias = _mm256_set1_epi32((1 << (15 + WEIGHT_BITS)) + (1 << (2 * WEIGHT_BITS - 1)));
+        let first_dwords = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
+        for (b, window) in windows.iter().enumerate().take(blocks) {
+            let pairs = match window {
+                Some(w) => {
+                    let at = |k: usize| sums.as_ptr().add(w.base[k] as usize) as *const __m128i;
+                    let lo = _mm256_castsi128_si256(_mm_loadu_si128(at(0)));
+                    let both = _mm256_inserti128_si256::<1>(lo, _mm_loadu_si128(at(1)));
+                    let shuffle = _mm256_loadu_si256(w.shuffle.as_ptr() as *const __m256i);
+                    _mm256_shuffle_epi8(both, shuffle)
+                }
+                None => {
+                    let idx = _mm256_loadu_si256(taps.as_ptr().add(8 * b) as *const __m256i);
+                    _mm256_i32gather_epi32::<2>(base, idx)
+                }
+            };
+            let wts = _mm256_loadu_si256(weights.as_ptr().add(8 * b) as *const __m256i);
+            let sum = _mm256_madd_epi16(_mm256_xor_si256(pairs, flip), wts);
+            let v = _mm256_srli_epi32::<16>(_mm256_add_epi32(sum, bias));
+            let v16 = _mm256_packus_epi32(v, v);
+            let v8 = _mm256_packus_epi16(v16, v16);
+            let bytes = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v8, first_dwords));
+            _mm_storel_epi64(out.as_mut_ptr().add(8 * b) as *mut __m128i, bytes);
+        }
+        8 * blocks.min(windows.len())
     }
 
     /// (p, p + d, p + 2d, p + 3d) in 64-bit lanes.
@@ -1181,6 +1466,124 @@ mod tests {
                 assert_eq!(v, want, "pixel {x}");
             }
         }
+    }
+
+    #[test]
+    fn separable_path_matches_the_general_one() {
+        let mut rng = crate::seed::SplitMix64::new(7);
+        let mut src = Plane::new(333, 211, 0);
+        src.data.iter_mut().for_each(|v| *v = rng.next_u64() as u8);
+        let mut padded = Plane::new(301, 180, 0);
+        padded.stride = 320;
+        padded.data = (0..320 * 179 + 301).map(|_| rng.next_u64() as u8).collect();
+        let mut cases = 0;
+        for plane in [&src, &padded] {
+            for k in 0..60 {
+                let sx = rng.range(0.3, 2.6) * if k % 7 == 3 { -1.0 } else { 1.0 };
+                let sy = if k % 4 == 0 {
+                    sx
+                } else {
+                    rng.range(0.3, 2.6) * if k % 9 == 4 { -1.0 } else { 1.0 }
+                };
+                let (tx, ty) = (rng.range(-120.0, 260.0), rng.range(-120.0, 200.0));
+                let mut t = Transform::from_rows([[sx, 0.0, tx], [0.0, sy, ty], [0.0, 0.0, 1.0]]);
+                if k % 11 == 5 {
+                    // A bottom row (0, 0, w) with w ≠ 1 is affine as well.
+                    t.m.iter_mut().flatten().for_each(|v| *v *= 2.0);
+                }
+                if k % 13 == 6 {
+                    // Wholly outside the plane.
+                    t.m[0][2] = 5000.0;
+                }
+                let edge = match k % 3 {
+                    0 => PlaneEdge::Clamp,
+                    1 => PlaneEdge::Fill(16),
+                    _ => PlaneEdge::Fill(200),
+                };
+                let (w, h) = (97 + k * 5, 41 + k * 3);
+                let mut want = Plane::new(w, h, 0);
+                warp_plane_paths(plane, &t, edge, &mut want, false, false).unwrap();
+                for simd in [false, true] {
+                    let mut got = Plane::new(w, h, 1);
+                    warp_plane_paths(plane, &t, edge, &mut got, simd, true).unwrap();
+                    assert_eq!(got, want, "case {k} simd {simd}: {t:?} {edge:?}");
+                }
+                cases += 1;
+            }
+        }
+        assert_eq!(cases, 120);
+        // The camera's chroma matrices of axis-aligned moves are axis-aligned too.
+        let t = Transform::scale_about(0.87, 640.0, 360.0) * Transform::translation(3.3, -1.7);
+        let mut want = I420Frame::filled(128, 72, (0, 0, 0));
+        let mut got = want.clone();
+        let mut big = I420Frame::filled(400, 300, (0, 0, 0));
+        for p in [&mut big.y, &mut big.u, &mut big.v] {
+            p.data.iter_mut().for_each(|v| *v = rng.next_u64() as u8);
+        }
+        warp_frame(&big, &t, Edge::Clamp, &mut got).unwrap();
+        for (s, d, m) in [
+            (&big.y, &mut want.y, t),
+            (&big.u, &mut want.u, t.chroma()),
+            (&big.v, &mut want.v, t.chroma()),
+        ] {
+            warp_plane_paths(s, &m, PlaneEdge::Clamp, d, false, false).unwrap();
+        }
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn separable_simd_kernel_matches_its_scalar_twin() {
+        let mut rng = crate::seed::SplitMix64::new(11);
+        let needed = 700;
+        let mut sums: Vec<u16> = (0..needed + SUMS_PAD)
+            .map(|_| (rng.next_u64() % 65_281) as u16)
+            .collect();
+        sums[needed..].fill(0);
+        let mut shuffled = 0;
+        for n in [0usize, 7, 8, 61, 64, 300] {
+            // Random taps (gathered), and taps at steps of 0.4 to 2.4 sums per pixel (mostly
+            // shuffled windows, the widest gathered), ending on the last sum.
+            let mut tables: Vec<Vec<u32>> =
+                vec![(0..n).map(|_| (rng.next_u64() % 699) as u32).collect()];
+            for step in [0.4, 1.0, 1.33, 1.5, 2.0, 2.25, 2.4] {
+                let start = rng.range(0.0, 2.0);
+                let taps: Vec<u32> = (0..n)
+                    .map(|x| ((start + x as f64 * step) as u32).min(698))
+                    .collect();
+                tables.push(taps);
+            }
+            // Every tap on the last sum: its windows reach into the zero padding.
+            tables.push(vec![698; n]);
+            for taps in tables {
+                let weights: Vec<u32> = (0..n)
+                    .map(|_| {
+                        let f = (rng.next_u64() % 256) as u32;
+                        (WEIGHT_ONE - f) | f << 16
+                    })
+                    .collect();
+                let cols = Columns::new(taps.clone(), weights.clone(), needed);
+                shuffled += cols.windows.iter().flatten().count();
+                let mut want = vec![0u8; n];
+                cols.run(&sums, &mut want, false);
+                let mut got = vec![1u8; n];
+                cols.run(&sums, &mut got, true);
+                assert_eq!(got, want, "n = {n}");
+                if simd_available() {
+                    assert_eq!(cols.run_simd(&sums, &mut got), n / 8 * 8);
+                    assert_eq!(got, want, "n = {n}");
+                }
+                // And both are the bilinear sum of products on the taps.
+                for x in 0..n {
+                    let (i, f) = (taps[x] as usize, weights[x] >> 16);
+                    let exact = (u32::from(sums[i]) * (WEIGHT_ONE - f)
+                        + u32::from(sums[i + 1]) * f
+                        + (1 << 15))
+                        >> 16;
+                    assert_eq!(u32::from(want[x]), exact);
+                }
+            }
+        }
+        assert!(shuffled > 100, "{shuffled}");
     }
 
     #[test]
