@@ -12,7 +12,7 @@ use crate::overlay::{blend_image, blend_mask, rounded_rect, soft_shadow, BLACK};
 use crate::scene::{rgb_to_yuv709, Yuv};
 use crate::seed::{sub_seed, SplitMix64};
 use crate::spec::Asset;
-use crate::still::{decode_picture, Picture};
+use crate::still::{decode_picture, rgb_to_i420, Picture};
 use crate::text::AlphaMask;
 
 /// Colours of a reference palette.
@@ -192,47 +192,6 @@ pub fn palette(pictures: &[Picture]) -> Option<[Yuv; PALETTE_COLOURS]> {
         *o = rgb_to_yuv709(f(c[0]), f(c[1]), f(c[2]));
     }
     Some(out)
-}
-
-// BT.709 limited range in 16.16 fixed point: R'G'B' → Y'CbCr scaled by 219/255 (luma) and
-// 224/255 (chroma), the chroma rows summing to zero so grey stays at 128.
-const YR: i32 = 11_966;
-const YG: i32 = 40_254;
-const YB: i32 = 4_064;
-const UR: i32 = -6_596;
-const UG: i32 = -22_188;
-const UB: i32 = 28_784;
-const VR: i32 = 28_784;
-const VG: i32 = -26_145;
-const VB: i32 = -2_639;
-
-/// Packed RGB of even size to I420; chroma from each 2×2 block's sum.
-fn rgb_to_i420(rgb: &[u8], width: usize, height: usize) -> I420Frame {
-    let mut frame = I420Frame::filled(width, height, (16, 128, 128));
-    let px = |x: usize, y: usize, c: usize| i32::from(rgb[(y * width + x) * 3 + c]);
-    for y in 0..height {
-        let row = frame.y.row_mut(y);
-        for (x, o) in row.iter_mut().enumerate() {
-            let v = YR * px(x, y, 0) + YG * px(x, y, 1) + YB * px(x, y, 2);
-            *o = ((v + (16 << 16) + (1 << 15)) >> 16).clamp(0, 255) as u8;
-        }
-    }
-    for cy in 0..height / 2 {
-        for cx in 0..width / 2 {
-            let sum = |c: usize| {
-                px(2 * cx, 2 * cy, c)
-                    + px(2 * cx + 1, 2 * cy, c)
-                    + px(2 * cx, 2 * cy + 1, c)
-                    + px(2 * cx + 1, 2 * cy + 1, c)
-            };
-            let (r, g, b) = (sum(0), sum(1), sum(2));
-            let u = (UR * r + UG * g + UB * b + (128 << 18) + (1 << 17)) >> 18;
-            let v = (VR * r + VG * g + VB * b + (128 << 18) + (1 << 17)) >> 18;
-            frame.u.row_mut(cy)[cx] = u.clamp(0, 255) as u8;
-            frame.v.row_mut(cy)[cx] = v.clamp(0, 255) as u8;
-        }
-    }
-    frame
 }
 
 /// Where a card is in one frame: its top-left (even, possibly off the frame) and side.

@@ -281,8 +281,34 @@ fn uv_of4(r: i32, g: i32, b: i32) -> (u8, u8) {
     (u.clamp(0, 255) as u8, v.clamp(0, 255) as u8)
 }
 
+/// Packed RGB of even size to I420 with the same conversion as [`fill_canvas`]; chroma from
+/// each 2×2 block's sum.
+pub(crate) fn rgb_to_i420(rgb: &[u8], width: usize, height: usize) -> I420Frame {
+    let mut frame = I420Frame::filled(width, height, (16, 128, 128));
+    let px = |x: usize, y: usize, c: usize| i32::from(rgb[(y * width + x) * 3 + c]);
+    for y in 0..height {
+        for (x, o) in frame.y.row_mut(y).iter_mut().enumerate() {
+            *o = y_of(px(x, y, 0), px(x, y, 1), px(x, y, 2));
+        }
+    }
+    for cy in 0..height / 2 {
+        for cx in 0..width / 2 {
+            let sum = |c: usize| {
+                px(2 * cx, 2 * cy, c)
+                    + px(2 * cx + 1, 2 * cy, c)
+                    + px(2 * cx, 2 * cy + 1, c)
+                    + px(2 * cx + 1, 2 * cy + 1, c)
+            };
+            let (u, v) = uv_of4(sum(0), sum(1), sum(2));
+            frame.u.row_mut(cy)[cx] = u;
+            frame.v.row_mut(cy)[cx] = v;
+        }
+    }
+    frame
+}
+
 /// Fills the canvas from the resized picture (`pw`×`ph` RGB placed at (`x0`, `y0`)), with
-/// every sample outside it mirrored back into it. This is the one RGB→I420 conversion.
+/// every sample outside it mirrored back into it.
 fn fill_canvas(rgb: &[u8], pw: usize, ph: usize, x0: usize, y0: usize, canvas: &mut I420Frame) {
     let (cw, ch) = (canvas.width(), canvas.height());
     let xmap: Vec<usize> = (0..cw)

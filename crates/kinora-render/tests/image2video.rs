@@ -1,8 +1,11 @@
 //! Image2video measured on its frames (§3.15): the pre-encode frames at small sizes through
 //! the test entry point, and real renders read back with the project's probe and OpenH264.
 
+mod common;
+
 use std::io::Cursor;
 
+use common::{be32, child};
 use kinora_media::video::probe_video;
 use kinora_render::camera::{default_move, Axis, AxisValues, CameraControl};
 use kinora_render::engine::{CancelFlag, EnginePool, RenderError, RenderOutput};
@@ -685,23 +688,6 @@ fn output_sizes_contain_fit_the_image() {
 fn render(spec: &RenderSpec, threads: usize) -> RenderOutput {
     let pool = EnginePool::new(threads).unwrap();
     kinora_render::render(spec, &pool, &CancelFlag::new()).unwrap()
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
-
-fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> &'a [u8] {
-    let mut at = 0;
-    while at + 8 <= data.len() {
-        let size = be32(&data[at..]) as usize;
-        assert!(size >= 8 && at + size <= data.len(), "bad box at {at}");
-        if &data[at + 4..at + 8] == kind {
-            return &data[at + 8..at + size];
-        }
-        at += size;
-    }
-    panic!("no {} box", String::from_utf8_lossy(kind));
 }
 
 /// Every video sample as Annex B, parameter sets in front of the first.

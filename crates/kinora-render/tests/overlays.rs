@@ -3,8 +3,11 @@
 //! multi-image2video (§3.9). Exact properties are checked on frames before encoding; real
 //! renders are decoded with OpenH264 and probed.
 
+mod common;
+
 use std::io::Cursor;
 
+use common::{be32, child};
 use kinora_media::video::probe_video;
 use kinora_render::engine::{title, CancelFlag, EnginePool, RenderOutput};
 use kinora_render::frame::{I420Frame, Plane};
@@ -28,23 +31,6 @@ fn render_err(spec: &RenderSpec) -> RenderError {
 
 // ---------------------------------------------------------------------------------------
 // MP4 reading: just enough box walking to hand the samples to the decoder.
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
-
-fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> &'a [u8] {
-    let mut at = 0;
-    while at + 8 <= data.len() {
-        let size = be32(&data[at..]) as usize;
-        assert!(size >= 8 && at + size <= data.len(), "bad box at {at}");
-        if &data[at + 4..at + 8] == kind {
-            return &data[at + 8..at + size];
-        }
-        at += size;
-    }
-    panic!("no {} box", String::from_utf8_lossy(kind))
-}
 
 fn video_stbl(mp4: &[u8]) -> &[u8] {
     let trak = child(child(mp4, b"moov"), b"trak");

@@ -1,4 +1,6 @@
-//! Helpers shared by the integration tests: reading rendered MP4s back.
+//! Helpers shared by the integration tests: reading rendered MP4s back. Each test file uses
+//! some of them.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -34,4 +36,23 @@ pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
         .map(|(x, y)| u64::from(x.abs_diff(*y)))
         .sum();
     sum as f64 / a.len() as f64
+}
+
+/// A big-endian u32 at the start of `b`.
+pub fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// The payload of the first `kind` box among the boxes in `data`.
+pub fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> &'a [u8] {
+    let mut at = 0;
+    while at + 8 <= data.len() {
+        let size = be32(&data[at..]) as usize;
+        assert!(size >= 8 && at + size <= data.len(), "bad box at {at}");
+        if &data[at + 4..at + 8] == kind {
+            return &data[at + 8..at + size];
+        }
+        at += size;
+    }
+    panic!("no {} box", String::from_utf8_lossy(kind))
 }
