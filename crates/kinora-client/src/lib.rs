@@ -95,6 +95,11 @@ pub struct VideoTask {
     pub data: Vec<VideoFile>,
 }
 
+#[derive(Deserialize)]
+struct VideoPage {
+    data: Vec<VideoTask>,
+}
+
 /// The common parameters of `POST /v1/videos`; `extra` carries any other field as is.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CreateVideo {
@@ -190,6 +195,20 @@ impl Client {
             .send()
             .await?;
         Self::answer(response).await
+    }
+
+    /// A page (from 1) of the account's tasks, newest first (`GET /kinora/v1/videos`, kinora's
+    /// own listing: the unified dialect has none).
+    pub async fn list_videos(&self, page: u32, page_size: u32) -> Result<Vec<VideoTask>> {
+        let response = self
+            .http
+            .get(format!("{}/kinora/v1/videos", self.base))
+            .query(&[("page_num", page), ("page_size", page_size)])
+            .bearer_auth(&self.key)
+            .send()
+            .await?;
+        let page: VideoPage = Self::answer(response).await?;
+        Ok(page.data)
     }
 
     /// Polls every `interval` until the task ends or `timeout` passes, calling `progress` after

@@ -74,6 +74,39 @@ impl Stager {
         policy: InlinePolicy,
         rules: ImageRules,
     ) -> Result<StagedInput, MediaError> {
+        self.image_into(field, value, policy, rules, |extension| {
+            input_key(task, field, extension)
+        })
+        .await
+    }
+
+    /// An image of an element, with the same sources and checks as [`Stager::image`], stored
+    /// as `elements/{element_id}/{name}.{ext}`.
+    pub async fn element_image(
+        &self,
+        element_id: i64,
+        name: &str,
+        field: &str,
+        value: &str,
+        policy: InlinePolicy,
+        rules: ImageRules,
+    ) -> Result<StagedInput, MediaError> {
+        self.image_into(field, value, policy, rules, |extension| {
+            keys::element_file(element_id, &format!("{name}.{extension}")).map_err(|e| {
+                MediaError::new(field, MediaErrorKind::InvalidUrl, e.message().to_owned())
+            })
+        })
+        .await
+    }
+
+    async fn image_into(
+        &self,
+        field: &str,
+        value: &str,
+        policy: InlinePolicy,
+        rules: ImageRules,
+        key_for: impl FnOnce(&str) -> Result<ObjectKey, MediaError>,
+    ) -> Result<StagedInput, MediaError> {
         let bytes = match MediaSource::parse(field, value, policy)? {
             MediaSource::Url(url) => {
                 self.fetcher
@@ -88,7 +121,7 @@ impl Stager {
             ImageFormat::Jpeg => "jpg",
             ImageFormat::Png => "png",
         };
-        let key = input_key(task, field, extension)?;
+        let key = key_for(extension)?;
         let size = bytes.len() as u64;
         self.store(field, &key, bytes).await?;
         Ok(StagedInput {
@@ -176,6 +209,14 @@ impl Stager {
     pub async fn discard(&self, task: &TaskId) -> Result<(), kinora_core::Error> {
         self.storage
             .delete_prefix(&keys::task_prefix(task))
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes everything stored for an element: after a refused creation, or its deletion.
+    pub async fn discard_element(&self, element_id: i64) -> Result<(), kinora_core::Error> {
+        self.storage
+            .delete_prefix(&keys::element_prefix(element_id))
             .await
             .map(|_| ())
     }

@@ -17,6 +17,7 @@ pub mod kinds;
 pub mod mux;
 pub mod overlay;
 pub mod plan;
+pub mod portrait;
 pub mod references;
 pub mod scene;
 pub mod seed;

@@ -61,23 +61,33 @@ impl FileUrls {
     }
 
     fn mac(&self, task: &TaskId, name: &str, expires: i64) -> Hmac<Sha256> {
+        self.mac_over(&format!("{task}/{name}/{expires}"))
+    }
+
+    fn mac_over(&self, message: &str) -> Hmac<Sha256> {
         // HMAC takes keys of any length; the error arm cannot happen.
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key)
             .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-        mac.update(format!("{task}/{name}/{expires}").as_bytes());
+        mac.update(message.as_bytes());
         mac
+    }
+
+    /// The URL of an element image stored under `key` (`elements/{id}/{name}`). It does not
+    /// expire: it is as long-lived as the element, and deleting the element removes the file.
+    pub fn element_url(&self, key: &str) -> String {
+        let signature = hex(&self.mac_over(key).finalize().into_bytes());
+        format!("{}/v1/files/{key}?signature={signature}", self.base)
+    }
+
+    /// Whether `signature` is this deployment's for the element image under `key`.
+    pub fn verify_element(&self, key: &str, signature: &str) -> bool {
+        decode_hex(signature).is_some_and(|bytes| self.mac_over(key).verify_slice(&bytes).is_ok())
     }
 
     /// The URL of output `name` of a task that ended at `finished_at_ms`.
     pub fn url(&self, task: &TaskId, name: &str, finished_at_ms: i64) -> String {
         let expires = finished_at_ms.saturating_add(self.retention_ms) / 1000;
-        let signature: String = self
-            .mac(task, name, expires)
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let signature = hex(&self.mac(task, name, expires).finalize().into_bytes());
         format!(
             "{}/v1/files/{task}/{name}?expires={expires}&signature={signature}",
             self.base
@@ -103,6 +113,10 @@ impl FileUrls {
     }
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
@@ -114,7 +128,12 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 pub fn routes() -> Router<Arc<Services>> {
-    Router::new().route("/v1/files/{task}/{name}", get(serve_file))
+    Router::new()
+        .route("/v1/files/{task}/{name}", get(serve_file))
+        .route(
+            "/v1/files/elements/{element}/{name}",
+            get(serve_element_file),
+        )
 }
 
 #[derive(Deserialize)]
@@ -216,10 +235,43 @@ async fn serve_file(
     let Ok(key) = keys::task_output(&task_id, &name) else {
         return not_found();
     };
-    let object = match services.storage.head(&key).await {
+    serve_object(&services, &key, content_type, &headers).await
+}
+
+/// An element image, by the signed URL [`FileUrls::element_url`] made.
+async fn serve_element_file(
+    State(services): State<Arc<Services>>,
+    Path((element, name)): Path<(i64, String)>,
+    Query(signed): Query<Signed>,
+    headers: HeaderMap,
+) -> Response {
+    let content_type = match name.rsplit_once('.') {
+        Some((_, "jpg")) => "image/jpeg",
+        Some((_, "png")) => "image/png",
+        _ => return not_found(),
+    };
+    let Ok(key) = keys::element_file(element, &name) else {
+        return not_found();
+    };
+    match signed.signature {
+        Some(signature) if services.files.verify_element(key.as_str(), &signature) => {
+            serve_object(&services, &key, content_type, &headers).await
+        }
+        _ => not_found(),
+    }
+}
+
+/// A stored object, whole or by one byte range.
+async fn serve_object(
+    services: &Services,
+    key: &keys::ObjectKey,
+    content_type: &'static str,
+    headers: &HeaderMap,
+) -> Response {
+    let object = match services.storage.head(key).await {
         Ok(Some(object)) => object,
         Ok(None) => return not_found(),
-        Err(e) => return storage_unavailable(&key, &e),
+        Err(e) => return storage_unavailable(key, &e),
     };
     let size = object.size;
     let common = [
@@ -234,7 +286,7 @@ async fn serve_file(
             }
             response
         }
-        Ok(Some((start, end))) => match services.storage.get_range(&key, start..end).await {
+        Ok(Some((start, end))) => match services.storage.get_range(key, start..end).await {
             Ok(bytes) => {
                 let range = format!("bytes {start}-{}/{size}", end - 1);
                 let mut response = (StatusCode::PARTIAL_CONTENT, common, bytes).into_response();
@@ -243,9 +295,9 @@ async fn serve_file(
                 }
                 response
             }
-            Err(e) => storage_unavailable(&key, &e),
+            Err(e) => storage_unavailable(key, &e),
         },
-        Ok(None) => match services.storage.get_stream(&key).await {
+        Ok(None) => match services.storage.get_stream(key).await {
             Ok((_, stream)) => {
                 let mut response =
                     (StatusCode::OK, common, Body::from_stream(stream)).into_response();
@@ -254,7 +306,7 @@ async fn serve_file(
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
                 response
             }
-            Err(e) => storage_unavailable(&key, &e),
+            Err(e) => storage_unavailable(key, &e),
         },
     }
 }

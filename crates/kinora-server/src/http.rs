@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,15 +18,49 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(crate::unified::http::routes())
+        .merge(crate::unified::elements::routes())
         .merge(crate::files::routes())
-        .layer(axum::middleware::map_response(with_request_id))
+        .layer(axum::middleware::from_fn(with_request_id))
         .with_state(services)
 }
 
-/// Tags every response with a fresh `x-request-id` (a UUIDv4), for correlating a client's
-/// report with the server's logs, and names the charset of JSON bodies (always UTF-8).
-async fn with_request_id(mut response: Response) -> Response {
-    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+/// The id of one request: sent back as `x-request-id`, and in the bodies of dialects that
+/// carry a `request_id`, so both name the same request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestId(uuid::Uuid);
+
+impl RequestId {
+    fn fresh() -> Self {
+        Self(uuid::Builder::from_random_bytes(rand::random()).into_uuid())
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // Outside the router's middleware (a handler mounted elsewhere) a fresh id still works.
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .copied()
+            .unwrap_or_else(RequestId::fresh))
+    }
+}
+
+/// Gives every request an id (a UUIDv4) that handlers can read and every response carries as
+/// `x-request-id`, for correlating a client's report with the server's logs; and names the
+/// charset of JSON bodies (always UTF-8).
+async fn with_request_id(mut request: Request, next: Next) -> Response {
+    let id = RequestId::fresh();
+    request.extensions_mut().insert(id);
+    let mut response = next.run(request).await;
     let headers = response.headers_mut();
     if let Ok(value) = axum::http::HeaderValue::from_str(&id.to_string()) {
         headers.insert("x-request-id", value);

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod elements;
 pub mod files;
 pub mod http;
 pub mod pipeline;
@@ -57,6 +58,7 @@ impl Services {
             config.server.result_retention_days,
         )
         .await?;
+        elements::install_presets(&*store, &storage).await?;
         Ok(Arc::new(Self {
             config,
             store,

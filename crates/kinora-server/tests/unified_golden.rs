@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use kinora_core::{AccountId, Dialect, FailureClass, Task, TaskId, TaskKind, TaskState};
 use kinora_server::files::FileUrls;
+use kinora_server::unified::elements::{deleted_data, element_object, envelope};
 use kinora_server::unified::error::UnifiedError;
-use kinora_server::unified::http::created_body;
+use kinora_server::unified::http::{created_body, list_body};
 use kinora_server::unified::submit::UnifiedModel;
 use kinora_server::unified::task::task_body;
+use kinora_store::{Element, ElementImage};
 use serde_json::{json, Value};
 
 fn check(name: &str, value: &Value) {
@@ -121,5 +123,64 @@ fn error_body() {
     check(
         "error_missing_api_key",
         &UnifiedError::from(kinora_server::auth::AuthFailure::Missing).body(),
+    );
+}
+
+#[test]
+fn task_list() {
+    let tasks = [task(TaskState::Succeeded), task(TaskState::Queued)];
+    check("task_list", &list_body(&tasks, &urls(), 1, 30));
+}
+
+fn element(account: Option<AccountId>) -> Element {
+    let id = if account.is_some() {
+        4_503_599_627_370_601
+    } else {
+        146
+    };
+    Element {
+        id,
+        account_id: account,
+        name: if account.is_some() {
+            "Red fox"
+        } else {
+            "Knight"
+        }
+        .into(),
+        description: "A small red fox with a white-tipped tail".into(),
+        frontal_image: ElementImage {
+            key: format!("elements/{id}/front.jpg"),
+            source_url: None,
+        },
+        refer_images: vec![ElementImage {
+            key: format!("elements/{id}/refer_1.jpg"),
+            source_url: account.map(|_| "https://example.com/fox-side.jpg".to_owned()),
+        }],
+        tags: vec!["o_103".into()],
+        created_at: 1_736_762_400_000,
+    }
+}
+
+#[test]
+fn element_envelopes() {
+    let request_id = "4c9a7e52-1d0b-4a77-9a51-2f8f0d6c1e33";
+    let custom = element(Some(AccountId::new()));
+    check(
+        "element_created",
+        &envelope(request_id, element_object(&custom, &urls())),
+    );
+    check(
+        "element_list",
+        &envelope(request_id, json!([element_object(&element(None), &urls())])),
+    );
+    let operation =
+        uuid::Uuid::parse_str("01945f2a-0b10-7d3e-8f40-5a6b7c8d9e0f").unwrap_or_default();
+    check(
+        "element_deleted",
+        &envelope(request_id, deleted_data(operation)),
+    );
+    check(
+        "error_element_not_found",
+        &UnifiedError::element_not_found("4503599627370601").body(),
     );
 }

@@ -29,6 +29,10 @@ impl Drop for Server {
 }
 
 async fn serve() -> Server {
+    serve_with(|_| {}).await
+}
+
+async fn serve_with(adjust: impl FnOnce(&mut Config)) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -41,6 +45,7 @@ async fn serve() -> Server {
     config.server.public_url = base.clone();
     config.queue.poll_interval_ms = 50;
     config.render.threads = 2;
+    adjust(&mut config);
     let services = Services::open(config).await.expect("services");
     let key = auth::bootstrap(&*services.store)
         .await
@@ -372,12 +377,444 @@ async fn media_inputs_are_staged_through_the_address_guard() {
             "{url}: {hook}"
         );
     }
-    // Elements: none exist yet, so any id is unknown.
+    // An element id that is neither a preset nor the account's own.
     let (status, element) = server
-        .submit(json!({"model": "Kling-Video-O1", "prompt": "<<<element_1>>>", "aspect_ratio": "1:1", "element_list": [{"element_id": 146}]}))
+        .submit(json!({"model": "Kling-Video-O1", "prompt": "<<<element_1>>>", "aspect_ratio": "1:1", "element_list": [{"element_id": 999}]}))
         .await;
     assert_eq!(
         (status, error_of(&element).1),
         (400, Some("element_list[0].element_id"))
     );
+}
+
+/// Serves `bytes` at every path on loopback; returns the base URL.
+async fn fixture_server(bytes: Vec<u8>, content_type: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = axum::Router::new().fallback(move || {
+        let bytes = bytes.clone();
+        async move { ([("content-type", content_type)], bytes) }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    base
+}
+
+fn png_bytes(width: u32, height: u32) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(png_base64(width, height))
+        .expect("base64")
+}
+
+impl Server {
+    async fn elements(
+        &self,
+        key: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, String, Value) {
+        let client = reqwest::Client::new();
+        let url = format!("{}{path}", self.base);
+        let mut request = if method == "POST" {
+            client.post(url)
+        } else {
+            client.get(url)
+        };
+        request = request.header("Authorization", format!("Bearer {key}"));
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status().as_u16();
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (
+            status,
+            request_id,
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    async fn wait(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let (status, _, task) = self.get(&self.key, &format!("/v1/videos/{id}")).await;
+            assert_eq!(status, 200, "{task}");
+            let done = matches!(task["status"].as_str(), Some("completed" | "failed"));
+            if done || Instant::now() > deadline {
+                return task;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn elements_are_created_listed_used_and_deleted() {
+    let side = fixture_server(png_bytes(600, 600), "image/png").await;
+    let server = serve_with(|config| config.fetch.allow = vec!["127.0.0.1".into()]).await;
+    let key = server.key.clone();
+
+    // The preset library: real images served by kinora, the seed's example ids among them.
+    let (status, request_id, presets) = server
+        .elements(&key, "GET", "/v1/elements/presets?page_size=500", None)
+        .await;
+    assert_eq!(status, 200, "{presets}");
+    assert_eq!(
+        (presets["code"].as_i64(), presets["message"].as_str()),
+        (Some(0), Some("SUCCEED"))
+    );
+    assert_eq!(presets["request_id"], request_id.as_str());
+    let list = presets["data"].as_array().expect("data");
+    let ids: Vec<i64> = list
+        .iter()
+        .filter_map(|e| e["element_id"].as_i64())
+        .collect();
+    for wanted in [145, 146, 12345] {
+        assert!(ids.contains(&wanted), "{ids:?}");
+    }
+    assert!(list.iter().all(|e| e["owned_by"] == "kling"));
+    let knight = list.iter().find(|e| e["element_id"] == 146).expect("146");
+    assert_eq!(
+        knight["tag_list"][0],
+        json!({"id": "o_102", "name": "character", "description": "人物"})
+    );
+    let front = knight["element_frontal_image"].as_str().expect("front");
+    assert!(
+        front.starts_with(&format!("{}/v1/files/elements/146/", server.base)),
+        "{front}"
+    );
+    let picture = reqwest::get(front).await.expect("get");
+    assert_eq!(
+        (
+            picture.status().as_u16(),
+            picture.headers()["content-type"].to_str().ok()
+        ),
+        (200, Some("image/jpeg"))
+    );
+    let decoded =
+        image::load_from_memory(&picture.bytes().await.expect("bytes")).expect("a real image");
+    assert!(decoded.width() >= 300 && decoded.height() >= 300);
+    let forged = front.replace("signature=", "signature=00");
+    assert_eq!(
+        reqwest::get(&forged).await.expect("get").status().as_u16(),
+        404
+    );
+    let (_, _, page) = server
+        .elements(
+            &key,
+            "GET",
+            "/v1/elements/presets?page_num=2&page_size=3",
+            None,
+        )
+        .await;
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(3));
+    let (_, _, past) = server
+        .elements(&key, "GET", "/v1/elements/presets?page_num=1000", None)
+        .await;
+    assert_eq!(past["data"], json!([]));
+    let (status, _, bad_page) = server
+        .elements(&key, "GET", "/v1/elements/presets?page_size=0", None)
+        .await;
+    assert_eq!(
+        (status, error_of(&bad_page)),
+        (400, ("invalid_parameter", Some("page_size")))
+    );
+
+    // A custom element: Base64 front (echoed as kinora's URL), URL side view (echoed as sent).
+    let side_url = format!("{side}/fox-side.png");
+    let create = json!({
+        "element_name": "Red fox",
+        "element_description": "A small red fox with a white-tipped tail",
+        "element_frontal_image": png_base64(640, 640),
+        "element_refer_list": [{"image_url": side_url}],
+        "tag_list": [{"tag_id": "o_103"}],
+    });
+    let (status, request_id, created) = server
+        .elements(&key, "POST", "/v1/elements/custom", Some(create.clone()))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["request_id"], request_id.as_str());
+    let element = &created["data"];
+    let id = element["element_id"].as_i64().expect("integer id");
+    assert!((1 << 40..1 << 53).contains(&id), "{id}");
+    assert_eq!(element["owned_by"], "user");
+    assert_eq!(
+        element["element_refer_list"],
+        json!([{"image_url": side_url}])
+    );
+    assert_eq!(
+        element["tag_list"],
+        json!([{"id": "o_103", "name": "animal", "description": "动物"}])
+    );
+    let front = element["element_frontal_image"].as_str().expect("front");
+    let stored = reqwest::get(front)
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(stored.as_ref(), png_bytes(640, 640).as_slice());
+
+    // Refused images name their field; nothing is left behind.
+    let mut small = create.clone();
+    small["element_refer_list"] = json!([{"image_url": png_base64(200, 200)}]);
+    let (status, _, refused) = server
+        .elements(&key, "POST", "/v1/elements/custom", Some(small))
+        .await;
+    assert_eq!(
+        (status, error_of(&refused)),
+        (
+            400,
+            ("invalid_parameter", Some("element_refer_list[0].image_url"))
+        )
+    );
+    let mut guarded = create.clone();
+    guarded["element_frontal_image"] = json!("http://169.254.169.254/latest/front.png");
+    let (status, _, refused) = server
+        .elements(&key, "POST", "/v1/elements/custom", Some(guarded))
+        .await;
+    assert_eq!(
+        (status, error_of(&refused)),
+        (400, ("invalid_parameter", Some("element_frontal_image")))
+    );
+    let (status, _, _) = server
+        .elements(
+            "kin_wrong",
+            "POST",
+            "/v1/elements/custom",
+            Some(create.clone()),
+        )
+        .await;
+    assert_eq!(status, 401);
+
+    // Listed for its account only.
+    let (_, _, mine) = server
+        .elements(&key, "GET", "/v1/elements/custom", None)
+        .await;
+    assert_eq!(mine["data"].as_array().map(Vec::len), Some(1), "{mine}");
+    assert_eq!(mine["data"][0]["element_id"], id);
+    let other = server
+        .services
+        .store
+        .create_account("b")
+        .await
+        .expect("account b");
+    let other_key = auth::issue_key(&*server.services.store, Some(other.id), "b")
+        .await
+        .expect("key")
+        .secret;
+    let (_, _, theirs) = server
+        .elements(&other_key, "GET", "/v1/elements/custom", None)
+        .await;
+    assert_eq!(theirs["data"], json!([]));
+
+    // Usable in omni requests, with a preset, as string or integer ids; not by another account.
+    let omni = json!({"model": "Kling-Video-O1", "prompt": "<<<element_1>>> meets <<<element_2>>>", "element_list": [{"element_id": id.to_string()}, {"element_id": 146}], "aspect_ratio": "1:1", "seconds": "3", "mode": "std"});
+    let (status, task) = server.submit(omni.clone()).await;
+    assert_eq!(status, 200, "{task}");
+    let (status, hidden) = server.post(Some(&other_key), omni.to_string()).await;
+    assert_eq!(
+        (status, error_of(&hidden)),
+        (
+            400,
+            ("invalid_parameter", Some("element_list[0].element_id"))
+        )
+    );
+
+    // Deleting: not another account's, not a preset; then gone for new requests only.
+    let delete = |id: Value| Some(json!({"element_id": id}));
+    let (status, _, refused) = server
+        .elements(
+            &other_key,
+            "POST",
+            "/v1/elements/delete",
+            delete(json!(id.to_string())),
+        )
+        .await;
+    assert_eq!((status, error_of(&refused).0), (404, "element_not_found"));
+    let (status, _, refused) = server
+        .elements(&key, "POST", "/v1/elements/delete", delete(json!("146")))
+        .await;
+    assert_eq!((status, error_of(&refused).0), (400, "invalid_parameter"));
+    assert_eq!(
+        refused["error"]["message"],
+        "only custom elements can be deleted"
+    );
+    let (status, _, deleted) = server
+        .elements(
+            &key,
+            "POST",
+            "/v1/elements/delete",
+            delete(json!(id.to_string())),
+        )
+        .await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["data"]["task_status"], "succeed");
+    let (status, _, again) = server
+        .elements(&key, "POST", "/v1/elements/delete", delete(json!(id)))
+        .await;
+    assert_eq!((status, error_of(&again).0), (404, "element_not_found"));
+    assert_eq!(
+        reqwest::get(front).await.expect("get").status().as_u16(),
+        404
+    );
+    let (status, gone) = server.submit(omni).await;
+    assert_eq!(
+        (status, error_of(&gone)),
+        (
+            400,
+            ("invalid_parameter", Some("element_list[0].element_id"))
+        )
+    );
+
+    // The task accepted before the deletion still renders, with its own copy of the element.
+    let done = server.wait(task["id"].as_str().expect("id")).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["data"][0]["duration"], 3.0);
+}
+
+/// Serves the media of the seed examples on loopback, by the URL path's extension: `.mp4` the
+/// given clip, `.png` a 1280x720 mask, anything else a 1280x720 JPEG.
+async fn seed_media_server(clip: Vec<u8>) -> String {
+    let jpeg = {
+        let img = image::RgbImage::from_fn(1280, 720, |x, y| {
+            image::Rgb([(x / 5) as u8, (y / 3) as u8, 128])
+        });
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Jpeg)
+            .expect("jpeg");
+        out.into_inner()
+    };
+    let mask = {
+        let img = image::GrayImage::from_fn(1280, 720, |x, _| {
+            image::Luma([if x < 640 { 255 } else { 0 }])
+        });
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png)
+            .expect("png");
+        out.into_inner()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let path = uri.path().to_owned();
+        let (bytes, kind) = if path.ends_with(".mp4") {
+            (clip.clone(), "video/mp4")
+        } else if path.ends_with(".png") {
+            (mask.clone(), "image/png")
+        } else {
+            (jpeg.clone(), "image/jpeg")
+        };
+        async move { ([("content-type", kind)], bytes) }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    base
+}
+
+/// Points every URL in a request body at `base`, keeping its path and query.
+fn rehost(value: &mut Value, base: &str) {
+    match value {
+        Value::String(s) if s.starts_with("http://") || s.starts_with("https://") => {
+            if let Ok(url) = url::Url::parse(s) {
+                let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+                *s = format!("{base}{}{query}", url.path());
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rehost(v, base)),
+        Value::Object(map) => map.values_mut().for_each(|v| rehost(v, base)),
+        _ => {}
+    }
+}
+
+/// Every example request body of the unified dialect's source document, as published, run
+/// through the built-in engine. Its media URLs point at hosts a test cannot reach, so each is
+/// re-hosted on a loopback server (path and query kept) that the test config allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_seed_example_renders_a_real_mp4() {
+    let server = serve_with(|config| config.fetch.allow = vec!["127.0.0.1".into()]).await;
+    // The reference clip the examples' videos stand for: 5 s of 1080p with a soundtrack.
+    let (status, clip_task) = server
+        .submit(json!({"model": "Kling-V2.6", "prompt": "a dancer on a stage", "sound": "on", "mode": "pro", "aspect_ratio": "16:9", "seconds": "5"}))
+        .await;
+    assert_eq!(status, 200, "{clip_task}");
+    let clip_task = server.wait(clip_task["id"].as_str().expect("id")).await;
+    let clip = reqwest::get(clip_task["video_url"].as_str().expect("url"))
+        .await
+        .expect("download")
+        .bytes()
+        .await
+        .expect("bytes")
+        .to_vec();
+    let media = seed_media_server(clip).await;
+
+    let examples = [
+        json!({"model": "Kling-V2.6", "prompt": "一只可爱的猫咪在花园里玩耍,阳光明媚", "mode": "pro", "aspect_ratio": "16:9", "seconds": "5"}),
+        json!({"model": "Kling-V2.6", "prompt": "海浪拍打沙滩,海鸥在天空飞翔", "sound": "on", "mode": "pro", "aspect_ratio": "16:9", "seconds": "5"}),
+        json!({"model": "Kling-V2.6", "prompt": "城市夜景,霓虹灯闪烁", "mode": "pro", "aspect_ratio": "16:9", "seconds": "5", "camera_control": {"type": "simple", "config": {"zoom": 5, "horizontal": 0, "vertical": 0, "pan": 0, "tilt": 0, "roll": 0}}}),
+        json!({"model": "Kling-V2.6", "prompt": "森林中的小溪", "mode": "std", "aspect_ratio": "1:1", "seconds": "5", "camera_control": {"type": "forward_up"}}),
+        json!({"model": "Kling-V2.6", "image": "https://example.com/start.jpg", "prompt": "画面中的人物开始跳舞", "mode": "pro", "seconds": "5"}),
+        json!({"model": "Kling-V2.6", "image": "https://example.com/start.jpg", "image_tail": "https://example.com/end.jpg", "prompt": "人物从站立变为坐下", "mode": "pro", "seconds": "5"}),
+        json!({"model": "Kling-V2.6", "image": "https://example.com/person.jpg", "prompt": "男人<<<voice_1>>>说:'你好,世界'", "sound": "on", "voice_list": [{"voice_id": "voice_123"}], "mode": "pro", "seconds": "5"}),
+        json!({"model": "Kling-V2.6", "image": "https://example.com/scene.jpg", "prompt": "画面中的物体开始移动", "mode": "pro", "seconds": "5", "static_mask": "https://example.com/static_mask.png", "dynamic_masks": [{"mask": "https://example.com/dynamic_mask.png", "trajectories": [{"x": 100, "y": 200}, {"x": 300, "y": 400}]}]}),
+        json!({"model": "Kling-V2.6", "image": "https://example.com/landscape.jpg", "prompt": "美丽的风景", "mode": "pro", "seconds": "5", "camera_control": {"type": "simple", "config": {"zoom": 5, "horizontal": 0, "vertical": 0, "pan": 0, "tilt": 0, "roll": 0}}}),
+        json!({"model": "Kling-V2.6", "action_control": true, "image_url": "https://example.com/person.jpg", "video_url": "https://example.com/dance.mp4", "mode": "pro", "character_orientation": "video"}),
+        json!({"model": "Kling-V2.6", "action_control": true, "image_url": "https://example.com/person.jpg", "video_url": "https://example.com/dance.mp4", "mode": "pro", "character_orientation": "video", "prompt": "在舞台上表演", "keep_original_sound": "yes"}),
+        json!({"model": "Kling-V2.6", "action_control": true, "image_url": "https://example.com/person.jpg", "video_url": "https://example.com/action.mp4", "mode": "std", "character_orientation": "image", "keep_original_sound": "no"}),
+        json!({"model": "Kling-Video-O1", "prompt": "一个宇航员在月球上行走,背景是地球", "mode": "pro", "aspect_ratio": "16:9", "seconds": "5"}),
+        json!({"model": "Kling-Video-O1", "prompt": "让花被风吹动", "first_frame_url": "http://wanx.alicdn.com/material/20250318/stylization_all_1.jpeg", "seconds": 5}),
+        json!({"model": "Kling-Video-O1", "prompt": "<<<image_1>>>在东京街头漫步,偶遇<<<element_1>>>和<<<element_2>>>", "reference_images": ["https://p4-kling.klingai.com/bs2/upload-ylab-stunt/kling/element/%E5%88%BA%E5%AE%A2-%E5%85%B6%E4%BB%96%E5%8F%82%E8%80%831.jpg?x-kcdn-pid=112452"], "element_list": [{"element_id": "146"}, {"element_id": "145"}], "mode": "pro", "aspect_ratio": "1:1", "seconds": "5"}),
+        json!({"model": "Kling-Video-O1", "prompt": "给<<<video_1>>>中的女孩,拿上<<<image_1>>>中的花", "reference_images": ["http://wanx.alicdn.com/material/20250318/stylization_all_1.jpeg"], "video_list": [{"video_url": "https://cdn.wanx.aliyuncs.com/static/demo-wan26/vace.mp4", "refer_type": "base", "keep_original_sound": "yes"}], "mode": "pro"}),
+        json!({"model": "Kling-Video-O1", "prompt": "参考<<<video_1>>>的运镜方式,生成一段视频:<<<element_1>>>在东京街头漫步", "element_list": [{"element_id": "12345"}], "video_list": [{"video_url": "https://cdn.wanx.aliyuncs.com/static/demo-wan26/vace.mp4", "refer_type": "feature"}], "mode": "pro", "aspect_ratio": "1:1", "seconds": "5"}),
+        json!({"model": "Kling-Video-O1", "prompt": "基于<<<video_1>>>,生成下一个镜头", "video_list": [{"video_url": "https://cdn.wanx.aliyuncs.com/static/demo-wan26/vace.mp4", "refer_type": "feature", "keep_original_sound": "yes"}], "mode": "pro"}),
+    ];
+    let mut ids = Vec::new();
+    for mut example in examples {
+        rehost(&mut example, &media);
+        let (status, created) = server.submit(example.clone()).await;
+        assert_eq!(status, 200, "{example}: {created}");
+        ids.push((example, created["id"].as_str().expect("id").to_owned()));
+    }
+    for (example, id) in ids {
+        let done = server.wait(&id).await;
+        assert_eq!(done["status"], "completed", "{example}: {done}");
+        let url = done["video_url"].as_str().expect("video_url");
+        let bytes = reqwest::get(url)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
+        let info = kinora_media::video::probe_video("video", &bytes)
+            .await
+            .expect("a real MP4");
+        // Every example asks for (or, from its 5 s reference clip, keeps) five seconds.
+        assert_eq!(info.duration_ms, 5000, "{example}");
+        assert_eq!(
+            (info.width, info.height),
+            (
+                done["data"][0]["width"].as_u64().unwrap_or(0) as u32,
+                done["data"][0]["height"].as_u64().unwrap_or(0) as u32
+            ),
+            "{example}"
+        );
+        let keeps_sound = example["keep_original_sound"] == "yes"
+            || example["video_list"][0]["keep_original_sound"] == "yes"
+            || example["sound"] == "on";
+        if keeps_sound {
+            assert!(info.has_audio, "{example}");
+        }
+    }
 }

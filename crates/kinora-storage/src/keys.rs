@@ -4,6 +4,7 @@
 //! ```text
 //! tasks/{task_id}/inputs/{name}    files a client sent with a task (reference images, audio)
 //! tasks/{task_id}/outputs/{name}   files a provider produced for a task (videos, covers)
+//! elements/{element_id}/{name}    images of an element (presets and custom ones)
 //! _health/{unique}                 short-lived readiness probes
 //! ```
 //!
@@ -34,6 +35,7 @@ const FORBIDDEN_CHARS: &[char] = &[
 const TASKS: &str = "tasks";
 const INPUTS: &str = "inputs";
 const OUTPUTS: &str = "outputs";
+const ELEMENTS: &str = "elements";
 const HEALTH: &str = "_health";
 
 /// A validated object key: `/`-separated segments, see the module docs for the rules.
@@ -144,6 +146,18 @@ pub fn task_output(task_id: &TaskId, name: &str) -> Result<ObjectKey, Error> {
     task_file(task_id, OUTPUTS, name)
 }
 
+/// Everything one element owns (its images); deleting the element deletes this prefix.
+pub fn element_prefix(element_id: i64) -> ObjectKey {
+    // A decimal integer is always a valid segment.
+    ObjectKey(format!("{ELEMENTS}/{element_id}"))
+}
+
+/// An image of an element. `name` must be a single valid segment.
+pub fn element_file(element_id: i64, name: &str) -> Result<ObjectKey, Error> {
+    check_name(name)?;
+    element_prefix(element_id).child(name)
+}
+
 /// Key of a readiness probe object.
 ///
 /// Infallible because a readiness probe must not fail on key building: characters outside
@@ -167,14 +181,18 @@ pub fn health_probe(unique: &str) -> ObjectKey {
 }
 
 fn task_file(task_id: &TaskId, kind: &str, name: &str) -> Result<ObjectKey, Error> {
+    check_name(name)?;
+    task_prefix(task_id).child(kind)?.child(name)
+}
+
+fn check_name(name: &str) -> Result<(), Error> {
     if name.contains('/') {
         return Err(Error::invalid(format!(
             "invalid object name {name:?}: it must be a single path segment without '/'"
         )));
     }
     check_segment(name)
-        .map_err(|why| Error::invalid(format!("invalid object name {name:?}: {why}")))?;
-    task_prefix(task_id).child(kind)?.child(name)
+        .map_err(|why| Error::invalid(format!("invalid object name {name:?}: {why}")))
 }
 
 fn check_segment(segment: &str) -> Result<(), String> {
@@ -232,6 +250,12 @@ mod tests {
             "tasks/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/outputs/video.mp4"
         );
         assert_eq!(health_probe("abc-123").as_str(), "_health/abc-123");
+        assert_eq!(element_prefix(146).as_str(), "elements/146");
+        assert_eq!(
+            element_file(146, "front.jpg").unwrap().as_str(),
+            "elements/146/front.jpg"
+        );
+        assert!(element_file(146, "../x").is_err());
     }
 
     #[test]

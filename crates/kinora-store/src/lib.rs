@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kinora_core::time::Clock;
-use kinora_core::{AccountId, Error, FailureClass, JobKind, NewTask, Task, TaskId, TaskState};
+use kinora_core::{
+    AccountId, Error, FailureClass, JobKind, NewTask, Task, TaskId, TaskKind, TaskState,
+};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -101,10 +103,10 @@ pub struct Element {
     pub account_id: Option<AccountId>,
     pub name: String,
     pub description: String,
-    /// Object key of the front view.
-    pub frontal_image: String,
-    /// Object keys of the other views, in order.
-    pub refer_images: Vec<String>,
+    /// The front view.
+    pub frontal_image: ElementImage,
+    /// The other views, in order.
+    pub refer_images: Vec<ElementImage>,
     /// Tag ids (`o_101` …).
     pub tags: Vec<String>,
     pub created_at: i64,
@@ -117,9 +119,18 @@ pub struct NewElement {
     pub account_id: Option<AccountId>,
     pub name: String,
     pub description: String,
-    pub frontal_image: String,
-    pub refer_images: Vec<String>,
+    pub frontal_image: ElementImage,
+    pub refer_images: Vec<ElementImage>,
     pub tags: Vec<String>,
+}
+
+/// One image of an element: the stored copy, and the URL it was fetched from (absent for
+/// Base64 input and for presets), which the element endpoints echo back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ElementImage {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
 }
 
 /// Largest element id: JavaScript numbers hold integers exactly up to 2^53.
@@ -354,6 +365,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads a task within its account; another account's task is `None`.
     async fn get_task(&self, account: AccountId, id: TaskId) -> Result<Option<Task>>;
+    /// A page (1-based) of the account's tasks, newest first, of one kind or of every kind.
+    async fn list_tasks(
+        &self,
+        account: AccountId,
+        kind: Option<TaskKind>,
+        page: u32,
+        page_size: u32,
+    ) -> Result<Vec<Task>>;
     async fn find_task_by_external_id(
         &self,
         account: AccountId,

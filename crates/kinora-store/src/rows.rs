@@ -59,10 +59,10 @@ pub(crate) struct ElementRow {
 
 impl ElementRow {
     pub fn into_element(self) -> Result<Element> {
-        let list = |text: &str, what: &str| {
-            serde_json::from_str::<Vec<String>>(text)
-                .map_err(|e| Error::internal(format!("element {} {what}: {e}", self.id)))
-        };
+        fn parse<T: serde::de::DeserializeOwned>(id: i64, text: &str, what: &str) -> Result<T> {
+            serde_json::from_str(text)
+                .map_err(|e| Error::internal(format!("element {id} {what}: {e}")))
+        }
         Ok(Element {
             id: self.id,
             account_id: self
@@ -70,11 +70,11 @@ impl ElementRow {
                 .as_deref()
                 .map(|a| uuid(a).map(AccountId::from_uuid))
                 .transpose()?,
-            refer_images: list(&self.refer_images, "refer_images")?,
-            tags: list(&self.tags, "tags")?,
+            frontal_image: parse(self.id, &self.frontal_image, "frontal_image")?,
+            refer_images: parse(self.id, &self.refer_images, "refer_images")?,
+            tags: parse(self.id, &self.tags, "tags")?,
             name: self.name,
             description: self.description,
-            frontal_image: self.frontal_image,
             created_at: self.created_at,
         })
     }

@@ -190,13 +190,16 @@ macro_rules! impl_store {
                     return Err(kinora_core::Error::invalid(format!("element id {} is outside 1..2^53", element.id)));
                 }
                 let now = self.clock.now_ms();
-                let json = |v: &Vec<String>| serde_json::Value::from(v.clone()).to_string();
+                fn json<T: serde::Serialize>(value: &T) -> String {
+                    // Plain structs, strings and lists of them always serialise.
+                    serde_json::to_string(value).unwrap_or_default()
+                }
                 let inserted = sqlx::query("INSERT INTO elements (id, account_id, name, description, frontal_image, refer_images, tags, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING")
                     .bind(element.id)
                     .bind(element.account_id.map(|a| a.to_string()))
                     .bind(&element.name)
                     .bind(&element.description)
-                    .bind(&element.frontal_image)
+                    .bind(json(&element.frontal_image))
                     .bind(json(&element.refer_images))
                     .bind(json(&element.tags))
                     .bind(now)
@@ -355,6 +358,24 @@ macro_rules! impl_store {
                 tx.commit().await.map_err(|e| $crate::error::db_error("commit task", e))?;
                 self.wakeups.notify_waiters();
                 Ok((row.into_task()?, job_id))
+            }
+
+            async fn list_tasks(&self, account: kinora_core::AccountId, kind: Option<kinora_core::TaskKind>, page: u32, page_size: u32) -> $crate::Result<Vec<kinora_core::Task>> {
+                // Task ids are UUIDv7, so id order is creation order.
+                let offset = i64::from(page.max(1) - 1) * i64::from(page_size);
+                sqlx::query_as::<_, $crate::rows::TaskRow>(concat!(
+                    "SELECT ", $crate::shared::task_columns!(), " FROM tasks WHERE account_id = $1 AND (CAST($2 AS TEXT) IS NULL OR kind = $2) ORDER BY id DESC LIMIT $3 OFFSET $4"
+                ))
+                .bind(account.to_string())
+                .bind(kind.map(|k| k.as_str()))
+                .bind(i64::from(page_size))
+                .bind(offset)
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| $crate::error::db_error("list tasks", e))?
+                .into_iter()
+                .map($crate::rows::TaskRow::into_task)
+                .collect()
             }
 
             async fn get_task(&self, account: kinora_core::AccountId, id: kinora_core::TaskId) -> $crate::Result<Option<kinora_core::Task>> {

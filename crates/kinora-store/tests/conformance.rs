@@ -9,7 +9,9 @@ use kinora_core::{
     AccountId, Dialect, ErrorCode, FailureClass, JobKind, NewTask, TaskId, TaskKind, TaskState,
 };
 use kinora_store::testing::{self, TestDatabase};
-use kinora_store::{JobState, NewApiKey, NewElement, NewJob, RetryOutcome, Store, TaskTransition};
+use kinora_store::{
+    ElementImage, JobState, NewApiKey, NewElement, NewJob, RetryOutcome, Store, TaskTransition,
+};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -158,8 +160,14 @@ fn element(id: i64, account: Option<AccountId>, name: &str) -> NewElement {
         account_id: account,
         name: name.to_owned(),
         description: format!("{name} description"),
-        frontal_image: format!("elements/{id}/front.png"),
-        refer_images: vec![format!("elements/{id}/side.png")],
+        frontal_image: ElementImage {
+            key: format!("elements/{id}/front.png"),
+            source_url: None,
+        },
+        refer_images: vec![ElementImage {
+            key: format!("elements/{id}/side.png"),
+            source_url: Some(format!("https://example.com/{id}/side.png")),
+        }],
         tags: vec!["o_102".to_owned()],
     }
 }
@@ -193,7 +201,11 @@ async fn elements_are_scoped_paged_and_deleted(db: TestDatabase, clock: ManualCl
                 .expect("stored"),
         );
     }
-    assert_eq!(mine[0].refer_images, ["elements/1000001/side.png"]);
+    assert_eq!(mine[0].refer_images[0].key, "elements/1000001/side.png");
+    assert_eq!(
+        mine[0].refer_images[0].source_url.as_deref(),
+        Some("https://example.com/1000001/side.png")
+    );
     assert!(store
         .create_element(element(1_000_001, Some(b), "dup"))
         .await
@@ -529,11 +541,34 @@ async fn tasks_are_scoped_by_account(db: TestDatabase, _clock: ManualClock) {
         .await
         .expect("find")
         .is_none());
-    assert_eq!(store.get_account(a.id).await.expect("account"), Some(a));
+    assert_eq!(
+        store.get_account(a.id).await.expect("account"),
+        Some(a.clone())
+    );
     assert_eq!(
         store.unfinished_task_ids(10).await.expect("unfinished"),
         vec![task.id]
     );
+
+    // Lists: the account's own, newest first, paged, by kind.
+    let mut omni = new_task(a.id, None);
+    omni.kind = TaskKind::OmniVideo;
+    let (omni, _) = store.create_task(omni, submit_job()).await.expect("create");
+    let ids = |tasks: Vec<kinora_core::Task>| tasks.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let list = |account, kind, page, size| store.list_tasks(account, kind, page, size);
+    assert_eq!(
+        ids(list(a.id, None, 1, 30).await.expect("list")),
+        [omni.id, task.id]
+    );
+    assert_eq!(ids(list(a.id, None, 2, 1).await.expect("list")), [task.id]);
+    assert!(list(a.id, None, 3, 1).await.expect("list").is_empty());
+    assert_eq!(
+        ids(list(a.id, Some(TaskKind::Text2Video), 1, 30)
+            .await
+            .expect("list")),
+        [task.id]
+    );
+    assert!(list(b.id, None, 1, 30).await.expect("list").is_empty());
 }
 
 async fn expired_lease_makes_job_claimable_again(db: TestDatabase, clock: ManualClock) {

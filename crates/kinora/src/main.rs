@@ -73,6 +73,18 @@ enum VideoCommand {
     Create(Box<CreateArgs>),
     /// Print a task (by task id or external_task_id) as JSON.
     Get { id: String },
+    /// List the account's tasks, newest first: id, status, model, created, external id.
+    List {
+        /// Page number, from 1.
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        /// Tasks per page (1-500).
+        #[arg(long, default_value_t = 30)]
+        page_size: u32,
+        /// Print the task objects as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Wait until a task ends, showing its progress, and print it.
     Wait {
         id: String,

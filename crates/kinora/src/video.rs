@@ -23,6 +23,23 @@ pub async fn run(url: &str, key: Option<&str>, command: VideoCommand) -> Result<
             let task = client.get_video(&id).await.map_err(|e| e.to_string())?;
             print_json(&task)
         }
+        VideoCommand::List {
+            page,
+            page_size,
+            json,
+        } => {
+            let tasks = client
+                .list_videos(page, page_size)
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                let text = serde_json::to_string_pretty(&tasks).map_err(|e| e.to_string())?;
+                println!("{text}");
+            } else {
+                print!("{}", task_table(&tasks));
+            }
+            Ok(())
+        }
         VideoCommand::Wait { id, timeout } => {
             let task = wait(&client, &id, timeout).await?;
             print_json(&task)
@@ -34,6 +51,39 @@ pub async fn run(url: &str, key: Option<&str>, command: VideoCommand) -> Result<
             Ok(())
         }
     }
+}
+
+/// One line per task under a header, columns padded to their widest cell.
+fn task_table(tasks: &[VideoTask]) -> String {
+    let header = ["ID", "STATUS", "MODEL", "CREATED", "EXTERNAL ID"].map(str::to_owned);
+    let rows: Vec<[String; 5]> = std::iter::once(header)
+        .chain(tasks.iter().map(|t| {
+            [
+                t.id.clone(),
+                serde_json::to_value(t.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                t.model.clone(),
+                t.created_at.clone(),
+                t.external_task_id.clone().unwrap_or_default(),
+            ]
+        }))
+        .collect();
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 fn print_json(task: &VideoTask) -> Result<(), String> {

@@ -624,6 +624,35 @@ async fn cli_creates_waits_and_downloads_a_video() {
         bytes.to_vec()
     );
 
+    // list shows the task as a table, and as JSON.
+    let listed = cli(args(&["video", "list"])).await.expect("cli");
+    assert!(listed.status.success(), "{listed:?}");
+    let table = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("STATUS"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with(task["id"].as_str().unwrap_or("?"))
+            && lines[1].contains("completed")
+            && lines[1].ends_with("boat-1"),
+        "{table}"
+    );
+    let listed = cli(args(&["video", "list", "--json", "--page-size", "5"]))
+        .await
+        .expect("cli");
+    let tasks: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(tasks[0]["id"], task["id"]);
+    let past = cli(args(&["video", "list", "--json", "--page", "2"]))
+        .await
+        .expect("cli");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&past.stdout).expect("json"),
+        serde_json::json!([])
+    );
+
     // A refused request prints the server's reason and fails.
     let refused = cli(args(&[
         "video",

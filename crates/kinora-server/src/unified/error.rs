@@ -109,6 +109,16 @@ impl UnifiedError {
         )
     }
 
+    pub fn element_not_found(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            "element_not_found",
+            format!("no element `{id}`"),
+            None,
+        )
+    }
+
     pub fn request_too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,

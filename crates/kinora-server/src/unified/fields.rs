@@ -204,6 +204,14 @@ impl<'a> Body<'a> {
         })
     }
 
+    /// The first key the route did not read, for routes that take no unknown parameters.
+    pub fn first_unread(&self) -> Option<&'a str> {
+        self.object
+            .keys()
+            .find(|k| !self.read.contains(k.as_str()))
+            .map(String::as_str)
+    }
+
     /// The keys the route did not read: kept with the task, minus the reserved names.
     pub fn unknown(&self) -> Map<String, Value> {
         self.object

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::Path;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,11 +15,13 @@ use kinora_core::time::iso8601_micros;
 use kinora_core::Task;
 use serde_json::{json, Value};
 
+use super::elements::parse_page;
 use super::error::UnifiedError;
 use super::service::create_task;
 use super::submit::{parse_submit, UnifiedModel};
 use super::task::{engine_note, task_body};
 use crate::auth::{authenticate, Caller};
+use crate::files::FileUrls;
 use crate::Services;
 
 /// Largest `POST /v1/videos` body: seven 10 MB images in Base64 fit (§3).
@@ -35,7 +37,35 @@ pub fn routes() -> Router<Arc<Services>> {
             "/v1/videos/{task_id}",
             get(get_video).fallback(method_not_allowed),
         )
+        .route(LIST_PATH, get(list_videos).fallback(method_not_allowed))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// kinora's own listing of an account's tasks in the unified shape: the dialect defines none
+/// (`GET /v1/videos` is 405 by its spec), and the CLI's `video list` needs one. It lives
+/// outside `/v1` so it can never collide with a dialect's paths.
+pub const LIST_PATH: &str = "/kinora/v1/videos";
+
+/// `GET /kinora/v1/videos?page_num&page_size`: newest first, every dialect's tasks.
+async fn list_videos(
+    State(services): State<Arc<Services>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, UnifiedError> {
+    let caller = caller(&services, &headers).await?;
+    let (page, size) = parse_page(query.as_deref())?;
+    let tasks = services
+        .store
+        .list_tasks(caller.account, None, page, size)
+        .await
+        .map_err(|e| UnifiedError::internal(e.message().to_owned()))?;
+    Ok(Json(list_body(&tasks, &services.files, page, size)))
+}
+
+/// The list response: the task objects of GET, with the page asked for.
+pub fn list_body(tasks: &[Task], files: &FileUrls, page: u32, size: u32) -> Value {
+    let data: Vec<Value> = tasks.iter().map(|t| task_body(t, files)).collect();
+    json!({"object": "list", "data": data, "page_num": page, "page_size": size})
 }
 
 async fn caller(services: &Services, headers: &HeaderMap) -> Result<Caller, UnifiedError> {

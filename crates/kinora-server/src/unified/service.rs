@@ -4,7 +4,8 @@
 //! with its first job in one transaction. Anything refused after staging is removed again.
 
 use kinora_core::request::{
-    DynamicMaskRequest, GenerationRequest, MediaRef, MotionControlRequest, VideoReferenceRequest,
+    DynamicMaskRequest, ElementRef, GenerationRequest, MediaRef, MotionControlRequest,
+    VideoReferenceRequest,
 };
 use kinora_core::{Dialect, ErrorCode, JobKind, NewTask, Task, TaskId};
 use kinora_media::image::ImageRules;
@@ -17,6 +18,7 @@ use tracing::warn;
 use super::error::UnifiedError;
 use super::submit::{MediaSlot, ParsedSubmit, PendingMedia};
 use crate::auth::Caller;
+use crate::elements::{self, ElementError};
 use crate::Services;
 
 type Result<T> = std::result::Result<T, UnifiedError>;
@@ -100,14 +102,6 @@ pub async fn create_task(
             .await
             .map_err(media_error)?;
     }
-    if let Some(i) = parsed.element_ids.first() {
-        // The element store comes with the element endpoints; until it holds an element, no
-        // id can name one (§7.7 rule 10).
-        return Err(UnifiedError::invalid(
-            "element_list[0].element_id",
-            format!("element_list[0].element_id: no element {i} exists"),
-        ));
-    }
     let task_id = TaskId::new();
     let created = stage_and_create(services, caller, &parsed, task_id).await;
     if created.is_err() {
@@ -132,7 +126,8 @@ async fn stage_and_create(
     )
     .await
     .map_err(media_error)?;
-    let request = assemble(parsed, &staged)?;
+    let mut request = assemble(parsed, &staged)?;
+    request.elements = resolve_elements(services, caller, parsed, &task_id).await?;
     let new = NewTask {
         id: task_id,
         account_id: caller.account,
@@ -153,6 +148,42 @@ async fn stage_and_create(
         }
         Err(e) => Err(server_error(e)),
     }
+}
+
+/// The elements of `element_list` (§7.7 rule 10): presets or the caller's own, each front view
+/// copied into the task's inputs.
+async fn resolve_elements(
+    services: &Services,
+    caller: Caller,
+    parsed: &ParsedSubmit,
+    task_id: &TaskId,
+) -> Result<Vec<ElementRef>> {
+    let ids: Vec<Option<i64>> = parsed
+        .element_ids
+        .iter()
+        .map(|id| id.parse().ok())
+        .collect();
+    let not_found = |i: usize| {
+        let param = format!("element_list[{i}].element_id");
+        UnifiedError::invalid(
+            &param,
+            format!(
+                "{param}: no element {} exists among the presets and this account's elements",
+                parsed.element_ids[i]
+            ),
+        )
+    };
+    if let Some(i) = ids.iter().position(Option::is_none) {
+        return Err(not_found(i));
+    }
+    let ids: Vec<i64> = ids.into_iter().flatten().collect();
+    elements::resolve_for_task(services, caller.account, task_id, &ids)
+        .await
+        .map_err(|(i, e)| match e {
+            ElementError::NotFound(_) | ElementError::Preset(_) => not_found(i),
+            ElementError::Image { field, message } => UnifiedError::invalid(&field, message),
+            ElementError::Internal(message) => UnifiedError::internal(message),
+        })
 }
 
 /// The canonical request with the staged inputs in their slots, after the checks that need the

@@ -1,6 +1,7 @@
 -- Elements (reusable subjects for omni requests): an account's custom ones, and the built-in
 -- presets (no account). Ids stay below 2^53 so JavaScript clients read them exactly. Images
--- are object keys in kinora's storage.
+-- are JSON: {"key": object key in kinora's storage, "source_url": the URL it came from, if any}
+-- for the frontal image, an array of those for the other views; tags a JSON array of tag ids.
 CREATE TABLE elements (
     id             INTEGER PRIMARY KEY,
     account_id     TEXT REFERENCES accounts(id),
