@@ -11,6 +11,8 @@ use kinora_store::{ApiKey, NewApiKey, Store};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
+use crate::access_keys::{looks_like_jwt, verify_jwt, JwtRules, SecretBox};
+
 /// Every secret starts with this, so leaked keys are easy to scan for.
 pub const KEY_PREFIX: &str = "kin_";
 /// Random characters after the prefix: 43 × log2(62) ≈ 256 bits.
@@ -112,8 +114,16 @@ pub async fn default_account(store: &dyn Store) -> Result<AccountId, Error> {
 pub enum AuthFailure {
     /// No `Authorization` header, another scheme, or an empty token.
     Missing,
-    /// A token that names no live key.
+    /// A malformed token, a bad signature or bad claims, or an API key that names no live key.
     Invalid,
+    /// A well-formed JWT whose `iss` names no access key.
+    UnknownKey,
+    /// An access key an administrator revoked.
+    Disabled,
+    /// A JWT whose `nbf` is still ahead.
+    NotYetValid,
+    /// A JWT past its `exp`.
+    Expired,
 }
 
 /// Who a request acts for.
@@ -140,16 +150,49 @@ pub fn bearer_token(header: Option<&HeaderValue>) -> Result<&str, AuthFailure> {
     Ok(token)
 }
 
-/// Resolves a request's `Authorization` header to its caller. The outer error is a server
-/// fault (the database did not answer); the inner one is the client's.
+/// Resolves a request's `Authorization` header to its caller: a JWT signed with an access-key
+/// pair, or an API key. The outer error is a server fault (the database did not answer); the
+/// inner one is the client's.
 pub async fn authenticate(
     store: &dyn Store,
+    jwt: (&SecretBox, JwtRules),
+    now_ms: i64,
     header: Option<&HeaderValue>,
 ) -> Result<Result<Caller, AuthFailure>, Error> {
     let token = match bearer_token(header) {
         Ok(token) => token,
         Err(failure) => return Ok(Err(failure)),
     };
+    if looks_like_jwt(token) {
+        let (secrets, rules) = jwt;
+        return Ok(
+            verify_jwt(store, secrets, rules, token, now_ms.div_euclid(1000))
+                .await?
+                .map(|key| Caller {
+                    account: key.account_id,
+                    key_id: key.id,
+                }),
+        );
+    }
+    api_key_caller(store, token).await
+}
+
+/// Resolves an `Authorization` header that must carry an API key (no JWT), as the CLI and
+/// tools that hold only the store do.
+pub async fn authenticate_api_key(
+    store: &dyn Store,
+    header: Option<&HeaderValue>,
+) -> Result<Result<Caller, AuthFailure>, Error> {
+    match bearer_token(header) {
+        Ok(token) => api_key_caller(store, token).await,
+        Err(failure) => Ok(Err(failure)),
+    }
+}
+
+async fn api_key_caller(
+    store: &dyn Store,
+    token: &str,
+) -> Result<Result<Caller, AuthFailure>, Error> {
     // Only well-formed secrets reach the database.
     let well_formed = token.len() == KEY_PREFIX.len() + SECRET_CHARS
         && token.starts_with(KEY_PREFIX)
@@ -164,7 +207,7 @@ pub async fn authenticate(
             account: key.account_id,
             key_id: key.id,
         }),
-        None => Err(AuthFailure::Invalid),
+        None => Err(AuthFailure::UnknownKey),
     })
 }
 

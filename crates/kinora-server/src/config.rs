@@ -32,6 +32,7 @@ pub struct Config {
     /// address guard lets through.
     pub fetch: FetchConfig,
     pub render: RenderConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
     #[cfg(feature = "scripted-provider")]
     pub testing: TestingConfig,
@@ -47,6 +48,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             fetch: FetchConfig::default(),
             render: RenderConfig::default(),
+            auth: AuthConfig::default(),
             log: LogConfig::default(),
             #[cfg(feature = "scripted-provider")]
             testing: TestingConfig::default(),
@@ -222,6 +224,29 @@ pub struct RenderConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// 64 hex digits: the key access-key secrets are encrypted under in the database. Empty:
+    /// a key generated on first use and kept in `<data_dir>/access-key-encryption.key`. Every
+    /// process of one deployment needs the same key.
+    pub encryption_key: String,
+    /// Clock skew allowed when checking a JWT's `exp` and `nbf`.
+    pub jwt_leeway_seconds: u64,
+    /// A JWT whose `exp` lies further ahead than this is refused.
+    pub jwt_max_lifetime_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            encryption_key: String::new(),
+            jwt_leeway_seconds: 30,
+            jwt_max_lifetime_seconds: 86_400,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter such as `info` or `kinora=debug,sqlx=warn`; `RUST_LOG` overrides it.
     pub level: String,
@@ -315,6 +340,12 @@ impl Config {
                 "queue.poll_interval_ms and queue.sweep_interval_seconds must be positive",
             ));
         }
+        let key = &self.auth.encryption_key;
+        if !key.is_empty() && (key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(config_error(
+                "auth.encryption_key must be 64 hex digits (32 bytes)",
+            ));
+        }
         let url = self.database_url();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -382,6 +413,7 @@ impl Config {
         for secret in [
             &mut shown.storage.s3.access_key_id,
             &mut shown.storage.s3.secret_access_key,
+            &mut shown.auth.encryption_key,
         ] {
             if !secret.is_empty() {
                 *secret = "<redacted>".into();

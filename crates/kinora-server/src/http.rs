@@ -19,6 +19,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/readyz", get(readyz))
         .merge(crate::unified::http::routes())
         .merge(crate::unified::elements::routes())
+        .merge(crate::official::http::routes())
         .merge(crate::files::routes())
         .layer(axum::middleware::from_fn(with_request_id))
         .with_state(services)

@@ -1,10 +1,12 @@
 //! kinora's server process: configuration, HTTP, and the job workers, wired together.
 
+pub mod access_keys;
 pub mod auth;
 pub mod config;
 pub mod elements;
 pub mod files;
 pub mod http;
+pub mod official;
 pub mod pipeline;
 pub mod unified;
 pub mod worker;
@@ -38,6 +40,8 @@ pub struct Services {
     pub stager: Stager,
     /// Signs the result URLs the dialects hand out.
     pub files: files::FileUrls,
+    /// Opens the access-key secrets that JWTs are checked with.
+    pub secrets: access_keys::SecretBox,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -58,6 +62,7 @@ impl Services {
             config.server.result_retention_days,
         )
         .await?;
+        let secrets = access_keys::SecretBox::load(&config.auth, &config.data_dir)?;
         elements::install_presets(&*store, &storage).await?;
         Ok(Arc::new(Self {
             config,
@@ -66,8 +71,24 @@ impl Services {
             providers,
             stager,
             files,
+            secrets,
             clock,
         }))
+    }
+
+    /// The caller a request's `Authorization` header names (see [`auth::authenticate`]).
+    pub async fn authenticate(
+        &self,
+        header: Option<&axum::http::HeaderValue>,
+    ) -> Result<Result<auth::Caller, auth::AuthFailure>, Error> {
+        let rules = access_keys::JwtRules::from(&self.config.auth);
+        auth::authenticate(
+            &*self.store,
+            (&self.secrets, rules),
+            self.clock.now_ms(),
+            header,
+        )
+        .await
     }
 
     /// The worker pool with every handler this build has.

@@ -88,6 +88,29 @@ pub struct ApiKey {
     pub revoked_at: Option<i64>,
 }
 
+/// An access-key pair of the official dialect. The secret is stored only encrypted; the
+/// server decrypts it to check a JWT's signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AccessKey {
+    pub id: uuid::Uuid,
+    pub account_id: AccountId,
+    pub name: String,
+    /// The public half, the JWT's `iss`.
+    pub access_key: String,
+    #[serde(skip)]
+    pub secret_ciphertext: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// An access-key pair to store, its secret already encrypted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAccessKey {
+    pub name: String,
+    pub access_key: String,
+    pub secret_ciphertext: String,
+}
+
 /// A key to store: `secret_hash` is the lowercase hex SHA-256 of the secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewApiKey {
@@ -357,6 +380,16 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_keys(&self, account: AccountId) -> Result<Vec<ApiKey>>;
     /// Revokes one of the account's keys; `false` when the account has no such unrevoked key.
     async fn revoke_api_key(&self, account: AccountId, id: uuid::Uuid) -> Result<bool>;
+
+    /// Stores an access-key pair of `account`.
+    async fn create_access_key(&self, account: AccountId, key: NewAccessKey) -> Result<AccessKey>;
+    /// The pair whose public half is `access_key`, revoked or not (a revoked key is refused
+    /// with its own code).
+    async fn find_access_key(&self, access_key: &str) -> Result<Option<AccessKey>>;
+    /// The account's access keys, revoked ones included, oldest first.
+    async fn list_access_keys(&self, account: AccountId) -> Result<Vec<AccessKey>>;
+    /// Revokes one of the account's access keys; `false` when it has no such unrevoked key.
+    async fn revoke_access_key(&self, account: AccountId, id: uuid::Uuid) -> Result<bool>;
 
     /// Inserts the task (state queued) and its first job, of kind `first_job` and naming the
     /// task, in one transaction. A reused `external_task_id` within the account fails with

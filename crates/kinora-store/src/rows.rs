@@ -3,7 +3,7 @@
 use kinora_core::{AccountId, Error, FailureClass, JobKind, Task, TaskId};
 use uuid::Uuid;
 
-use crate::{Account, ApiKey, Element, Job, JobState, Result};
+use crate::{AccessKey, Account, ApiKey, Element, Job, JobState, Result};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct AccountRow {
@@ -39,6 +39,31 @@ impl ApiKeyRow {
             account_id: AccountId::from_uuid(uuid(&self.account_id)?),
             name: self.name,
             prefix: self.prefix,
+            created_at: self.created_at,
+            revoked_at: self.revoked_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AccessKeyRow {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub access_key: String,
+    pub secret_ciphertext: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl AccessKeyRow {
+    pub fn into_key(self) -> Result<AccessKey> {
+        Ok(AccessKey {
+            id: uuid(&self.id)?,
+            account_id: AccountId::from_uuid(uuid(&self.account_id)?),
+            name: self.name,
+            access_key: self.access_key,
+            secret_ciphertext: self.secret_ciphertext,
             created_at: self.created_at,
             revoked_at: self.revoked_at,
         })

@@ -22,13 +22,19 @@ macro_rules! api_key_columns {
     };
 }
 
+macro_rules! access_key_columns {
+    () => {
+        "id, account_id, name, access_key, secret_ciphertext, created_at, revoked_at"
+    };
+}
+
 macro_rules! element_columns {
     () => {
         "id, account_id, name, description, frontal_image, refer_images, tags, created_at"
     };
 }
 
-pub(crate) use {api_key_columns, element_columns, job_columns, task_columns};
+pub(crate) use {access_key_columns, api_key_columns, element_columns, job_columns, task_columns};
 
 /// Marks a leased job done; binds (now, id, owner).
 pub(crate) const COMPLETE_JOB: &str = "UPDATE jobs SET state = 'done', lease_owner = NULL, \
@@ -316,6 +322,62 @@ macro_rules! impl_store {
                     .execute(&self.write)
                     .await
                     .map_err(|e| $crate::error::db_error("revoke API key", e))?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn create_access_key(&self, account: kinora_core::AccountId, key: $crate::NewAccessKey) -> $crate::Result<$crate::AccessKey> {
+                let id = uuid::Uuid::now_v7();
+                let now = self.clock.now_ms();
+                sqlx::query("INSERT INTO access_keys (id, account_id, name, access_key, secret_ciphertext, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(id.to_string())
+                    .bind(account.to_string())
+                    .bind(&key.name)
+                    .bind(&key.access_key)
+                    .bind(&key.secret_ciphertext)
+                    .bind(now)
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("create access key", e))?;
+                Ok($crate::AccessKey {
+                    id,
+                    account_id: account,
+                    name: key.name,
+                    access_key: key.access_key,
+                    secret_ciphertext: key.secret_ciphertext,
+                    created_at: now,
+                    revoked_at: None,
+                })
+            }
+
+            async fn find_access_key(&self, access_key: &str) -> $crate::Result<Option<$crate::AccessKey>> {
+                sqlx::query_as::<_, $crate::rows::AccessKeyRow>(concat!("SELECT ", $crate::shared::access_key_columns!(), " FROM access_keys WHERE access_key = $1"))
+                    .bind(access_key)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("find access key", e))?
+                    .map($crate::rows::AccessKeyRow::into_key)
+                    .transpose()
+            }
+
+            async fn list_access_keys(&self, account: kinora_core::AccountId) -> $crate::Result<Vec<$crate::AccessKey>> {
+                sqlx::query_as::<_, $crate::rows::AccessKeyRow>(concat!("SELECT ", $crate::shared::access_key_columns!(), " FROM access_keys WHERE account_id = $1 ORDER BY created_at, id"))
+                    .bind(account.to_string())
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("list access keys", e))?
+                    .into_iter()
+                    .map($crate::rows::AccessKeyRow::into_key)
+                    .collect()
+            }
+
+            async fn revoke_access_key(&self, account: kinora_core::AccountId, id: uuid::Uuid) -> $crate::Result<bool> {
+                let done = sqlx::query("UPDATE access_keys SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL")
+                    .bind(self.clock.now_ms())
+                    .bind(id.to_string())
+                    .bind(account.to_string())
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("revoke access key", e))?;
                 Ok(done.rows_affected() == 1)
             }
 

@@ -10,7 +10,8 @@ use kinora_core::{
 };
 use kinora_store::testing::{self, TestDatabase};
 use kinora_store::{
-    ElementImage, JobState, NewApiKey, NewElement, NewJob, RetryOutcome, Store, TaskTransition,
+    ElementImage, JobState, NewAccessKey, NewApiKey, NewElement, NewJob, RetryOutcome, Store,
+    TaskTransition,
 };
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -95,6 +96,7 @@ on_both_backends!(
     bootstrap_happens_once(kinora_core::time::SystemClock),
     server_secrets_are_created_once(super::manual_clock()),
     elements_are_scoped_paged_and_deleted(super::manual_clock()),
+    access_keys_are_found_revoked_and_scoped(super::manual_clock()),
     api_keys_are_found_by_hash_and_scoped_by_account(super::manual_clock()),
     enqueue_wakes_waiting_workers(kinora_core::time::SystemClock),
     eight_workers_run_two_thousand_jobs_exactly_once(kinora_core::time::SystemClock),
@@ -312,6 +314,46 @@ async fn api_keys_are_found_by_hash_and_scoped_by_account(db: TestDatabase, cloc
     assert_eq!(listed[1], second);
 }
 
+async fn access_keys_are_found_revoked_and_scoped(db: TestDatabase, _clock: ManualClock) {
+    let store = db.store;
+    let a = store.create_account("a").await.expect("account");
+    let b = store.create_account("b").await.expect("account");
+    let new = |ak: &str| NewAccessKey {
+        name: "ci".into(),
+        access_key: ak.into(),
+        secret_ciphertext: format!("sealed-{ak}"),
+    };
+    let key = store
+        .create_access_key(a.id, new("AK_one"))
+        .await
+        .expect("create");
+    assert!(
+        store.create_access_key(b.id, new("AK_one")).await.is_err(),
+        "access keys are unique"
+    );
+    let found = store
+        .find_access_key("AK_one")
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(found, key);
+    assert_eq!(found.secret_ciphertext, "sealed-AK_one");
+    assert_eq!(store.find_access_key("AK_two").await.expect("find"), None);
+    assert_eq!(
+        store.list_access_keys(a.id).await.expect("list"),
+        std::slice::from_ref(&key)
+    );
+    assert!(store.list_access_keys(b.id).await.expect("list").is_empty());
+    assert!(!store.revoke_access_key(b.id, key.id).await.expect("revoke"));
+    assert!(store.revoke_access_key(a.id, key.id).await.expect("revoke"));
+    assert!(!store.revoke_access_key(a.id, key.id).await.expect("revoke"));
+    let revoked = store
+        .find_access_key("AK_one")
+        .await
+        .expect("find")
+        .expect("still found");
+    assert!(revoked.revoked_at.is_some());
+}
 async fn migrations_are_idempotent(db: TestDatabase, _clock: ManualClock) {
     db.store.migrate().await.expect("second migrate");
     db.store.ping().await.expect("ping");

@@ -142,11 +142,16 @@ struct CreateArgs {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Issue a new API key and print its secret (shown only this once).
+    /// Issue a new API key, or an access-key pair for JWTs, and print its secret (shown only
+    /// this once).
     Create {
         /// A label to recognise the key by.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// `api-key` (a bearer secret) or `access-key` (an access key and secret key that
+        /// sign JWTs, as the official Kling API uses).
+        #[arg(long, value_enum, default_value_t = KeyKind::ApiKey)]
+        kind: KeyKind,
         /// The account (UUID) the key acts for; by default the bootstrap account.
         #[arg(long)]
         account: Option<String>,
@@ -164,6 +169,12 @@ enum KeysCommand {
     },
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum KeyKind {
+    ApiKey,
+    AccessKey,
+}
+
 async fn run_keys(config: &Config, command: KeysCommand) -> Result<(), kinora_server::Error> {
     use kinora_server::auth;
     let store = kinora_server::open_store(config).await?;
@@ -176,7 +187,28 @@ async fn run_keys(config: &Config, command: KeysCommand) -> Result<(), kinora_se
         }
     };
     match command {
-        KeysCommand::Create { name, account: id } => {
+        KeysCommand::Create {
+            name,
+            kind: KeyKind::AccessKey,
+            account: id,
+        } => {
+            let owner = account(id).await?;
+            let secrets =
+                kinora_server::access_keys::SecretBox::load(&config.auth, &config.data_dir)?;
+            let issued =
+                kinora_server::access_keys::issue_pair(&*store, &secrets, owner, &name).await?;
+            eprintln!(
+                "created access key {} ({}) for account {}; the secret key is shown only once:",
+                issued.key.id, issued.key.name, issued.key.account_id
+            );
+            println!("access_key: {}", issued.key.access_key);
+            println!("secret_key: {}", issued.secret_key);
+        }
+        KeysCommand::Create {
+            name,
+            kind: KeyKind::ApiKey,
+            account: id,
+        } => {
             let id = match id {
                 Some(text) => Some(account(Some(text)).await?),
                 None => None,
@@ -191,16 +223,30 @@ async fn run_keys(config: &Config, command: KeysCommand) -> Result<(), kinora_se
         KeysCommand::List { account: id } => {
             let id = account(id).await?;
             println!(
-                "{:<36}  {:<12}  {:<16}  {:<13}  revoked_at",
-                "id", "prefix", "name", "created_at"
+                "{:<36}  {:<10}  {:<27}  {:<16}  {:<13}  revoked_at",
+                "id", "kind", "prefix / access key", "name", "created_at"
             );
+            let revoked = |at: Option<i64>| at.map_or_else(|| "-".to_owned(), |t| t.to_string());
             for key in store.list_api_keys(id).await? {
-                let revoked = key
-                    .revoked_at
-                    .map_or_else(|| "-".to_owned(), |t| t.to_string());
                 println!(
-                    "{:<36}  {:<12}  {:<16}  {:<13}  {revoked}",
-                    key.id, key.prefix, key.name, key.created_at
+                    "{:<36}  {:<10}  {:<27}  {:<16}  {:<13}  {}",
+                    key.id,
+                    "api-key",
+                    key.prefix,
+                    key.name,
+                    key.created_at,
+                    revoked(key.revoked_at)
+                );
+            }
+            for key in store.list_access_keys(id).await? {
+                println!(
+                    "{:<36}  {:<10}  {:<27}  {:<16}  {:<13}  {}",
+                    key.id,
+                    "access-key",
+                    key.access_key,
+                    key.name,
+                    key.created_at,
+                    revoked(key.revoked_at)
                 );
             }
         }
@@ -209,7 +255,9 @@ async fn run_keys(config: &Config, command: KeysCommand) -> Result<(), kinora_se
             let key_id = id
                 .parse()
                 .map_err(|_| kinora_server::Error::invalid(format!("`{id}` is not a key id")))?;
-            if !store.revoke_api_key(owner, key_id).await? {
+            if !store.revoke_api_key(owner, key_id).await?
+                && !store.revoke_access_key(owner, key_id).await?
+            {
                 return Err(kinora_server::Error::new(
                     kinora_server::ErrorCode::NotFound,
                     format!("account {owner} has no unrevoked key {id}"),

@@ -485,7 +485,7 @@ async fn first_start_prints_one_api_key_and_later_starts_none() {
     // The printed secret is a live credential; only its hash is in the database.
     let store = default_store(dir.path()).await;
     let header = axum_header(&format!("Bearer {secret}"));
-    let caller = kinora_server::auth::authenticate(&*store, Some(&header))
+    let caller = kinora_server::auth::authenticate_api_key(&*store, Some(&header))
         .await
         .expect("database")
         .expect("the printed key authenticates");
@@ -531,7 +531,7 @@ async fn keys_commands_create_list_and_revoke() {
     let auth = || {
         let (store, header) = (store.clone(), header.clone());
         async move {
-            kinora_server::auth::authenticate(&*store, Some(&header))
+            kinora_server::auth::authenticate_api_key(&*store, Some(&header))
                 .await
                 .expect("database")
         }
@@ -539,7 +539,10 @@ async fn keys_commands_create_list_and_revoke() {
     assert!(auth().await.is_ok());
     let revoked = run(dir.path(), &["keys", "revoke", &id], &[]);
     assert!(revoked.status.success(), "{revoked:?}");
-    assert_eq!(auth().await, Err(kinora_server::auth::AuthFailure::Invalid));
+    assert_eq!(
+        auth().await,
+        Err(kinora_server::auth::AuthFailure::UnknownKey)
+    );
     let again = run(dir.path(), &["keys", "revoke", &id], &[]);
     assert!(!again.status.success(), "revoking twice fails: {again:?}");
     assert!(String::from_utf8_lossy(&again.stderr).contains("no unrevoked key"));
@@ -552,6 +555,51 @@ async fn keys_commands_create_list_and_revoke() {
     });
     kinora.wait_ready().await;
     assert_eq!(printed_key(&kinora.logs()), None, "{}", kinora.logs());
+
+    // An access-key pair: printed once, the secret stored only encrypted, and a JWT signed
+    // with it is accepted by the running server.
+    let pair = run(
+        dir.path(),
+        &["keys", "create", "--kind", "access-key", "--name", "jwt"],
+        &[],
+    );
+    assert!(pair.status.success(), "{pair:?}");
+    let printed = String::from_utf8_lossy(&pair.stdout).into_owned();
+    let field = |name: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {printed}"))
+    };
+    let (ak, sk) = (field("access_key:"), field("secret_key:"));
+    let listed = run(dir.path(), &["keys", "list"], &[]);
+    let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("access-key") && l.contains(&ak)),
+        "{text}"
+    );
+    assert!(!text.contains(&sk), "never the secret: {text}");
+    let db = std::fs::read(dir.path().join("kinora-data/kinora.db")).expect("db file");
+    assert!(!db.windows(sk.len()).any(|w| w == sk.as_bytes()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let jwt = kinora_server::access_keys::sign_jwt(&ak, &sk, now + 600, Some(now - 5));
+    let answer = reqwest::Client::new()
+        .get(format!("http://{listen}/v1/videos/text2video"))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(answer.status().as_u16(), 200);
+    let body: serde_json::Value = answer.json().await.expect("json");
+    assert_eq!(
+        (body["code"].as_i64(), &body["data"]),
+        (Some(0), &serde_json::json!([]))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

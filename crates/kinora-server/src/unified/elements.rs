@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::error::UnifiedError;
 use super::fields::{describe, Body};
 use super::http::MAX_BODY_BYTES;
-use crate::auth::{authenticate, Caller};
+use crate::auth::Caller;
 use crate::elements::{self, CustomElementInput, ElementError};
 use crate::files::FileUrls;
 use crate::http::RequestId;
@@ -51,7 +51,8 @@ async fn method_not_allowed() -> Response {
 }
 
 async fn caller(services: &Services, headers: &HeaderMap) -> Result<Caller> {
-    authenticate(&*services.store, headers.get(header::AUTHORIZATION))
+    services
+        .authenticate(headers.get(header::AUTHORIZATION))
         .await
         .map_err(|e| UnifiedError::internal(e.message().to_owned()))?
         .map_err(UnifiedError::from)

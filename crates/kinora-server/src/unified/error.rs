@@ -173,6 +173,13 @@ impl From<AuthFailure> for UnifiedError {
                 "send an API key as `Authorization: Bearer <key>`",
             ),
             AuthFailure::Invalid => ("invalid_api_key", "the API key is unknown or revoked"),
+            AuthFailure::UnknownKey => (
+                "invalid_api_key",
+                "the API key or access key is unknown or revoked",
+            ),
+            AuthFailure::Disabled => ("invalid_api_key", "the access key has been revoked"),
+            AuthFailure::NotYetValid => ("invalid_api_key", "the token is not valid yet (nbf)"),
+            AuthFailure::Expired => ("invalid_api_key", "the token has expired (exp)"),
         };
         Self::new(
             StatusCode::UNAUTHORIZED,

@@ -20,7 +20,7 @@ use super::error::UnifiedError;
 use super::service::create_task;
 use super::submit::{parse_submit, UnifiedModel};
 use super::task::{engine_note, task_body};
-use crate::auth::{authenticate, Caller};
+use crate::auth::Caller;
 use crate::files::FileUrls;
 use crate::Services;
 
@@ -69,7 +69,8 @@ pub fn list_body(tasks: &[Task], files: &FileUrls, page: u32, size: u32) -> Valu
 }
 
 async fn caller(services: &Services, headers: &HeaderMap) -> Result<Caller, UnifiedError> {
-    authenticate(&*services.store, headers.get(header::AUTHORIZATION))
+    services
+        .authenticate(headers.get(header::AUTHORIZATION))
         .await
         .map_err(|e| UnifiedError::internal(e.message().to_owned()))?
         .map_err(UnifiedError::from)

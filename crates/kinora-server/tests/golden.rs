@@ -1,5 +1,5 @@
-//! Golden JSON for every response shape of the unified dialect: the create response, the task
-//! in each status, and the error body. `KINORA_BLESS=1` rewrites the files after a deliberate
+//! Golden JSON for every response shape of each dialect: create responses, the task in each
+//! status, lists, elements and error bodies. `KINORA_BLESS=1` rewrites the files after a deliberate
 //! change; otherwise any difference fails.
 
 use std::path::PathBuf;
@@ -15,8 +15,13 @@ use kinora_store::{Element, ElementImage};
 use serde_json::{json, Value};
 
 fn check(name: &str, value: &Value) {
+    check_in("unified", name, value);
+}
+
+fn check_in(dialect: &str, name: &str, value: &Value) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/unified")
+        .join("tests/golden")
+        .join(dialect)
         .join(format!("{name}.json"));
     let text = format!(
         "{}\n",
@@ -182,5 +187,68 @@ fn element_envelopes() {
     check(
         "error_element_not_found",
         &UnifiedError::element_not_found("4503599627370601").body(),
+    );
+}
+
+#[test]
+fn official_task_in_every_status_and_errors() {
+    use kinora_server::official::error::OfficialError;
+    use kinora_server::official::http::envelope;
+    use kinora_server::official::task::task_object;
+    let request_id = "0b1f3a56-93c1-4a0e-b3c2-8d1e4f5a6b7c";
+    let mut submitted = task(TaskState::Queued);
+    submitted.external_task_id = Some("order-42".into());
+    check_in(
+        "official",
+        "task_submitted",
+        &envelope(request_id, task_object(&submitted, &urls())),
+    );
+    check_in(
+        "official",
+        "task_processing",
+        &envelope(request_id, task_object(&task(TaskState::Running), &urls())),
+    );
+    let mut succeeded = task(TaskState::Succeeded);
+    succeeded.request = json!({"watermark": true});
+    if let Some(video) = succeeded
+        .result
+        .as_mut()
+        .and_then(|r| r.pointer_mut("/videos/0"))
+    {
+        video["watermark_key"] = json!(format!(
+            "tasks/{}/outputs/video_watermarked.mp4",
+            succeeded.id
+        ));
+    }
+    check_in(
+        "official",
+        "task_succeed",
+        &envelope(request_id, task_object(&succeeded, &urls())),
+    );
+    check_in(
+        "official",
+        "task_failed",
+        &envelope(request_id, task_object(&task(TaskState::Failed), &urls())),
+    );
+    check_in(
+        "official",
+        "task_list",
+        &envelope(
+            request_id,
+            json!([
+                task_object(&task(TaskState::Succeeded), &urls()),
+                task_object(&submitted, &urls())
+            ]),
+        ),
+    );
+    check_in(
+        "official",
+        "error_task_not_found",
+        &OfficialError::not_found("task not found").body(request_id),
+    );
+    check_in(
+        "official",
+        "error_authorization_expired",
+        &OfficialError::from(kinora_server::auth::AuthFailure::Expired).body(request_id),
     );
 }

@@ -1,0 +1,239 @@
+//! The official dialect's routes (§1): for each feature, query one task and list tasks, at the
+//! root and again under `/kling`. Every answer is the envelope; errors omit `data`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use kinora_core::{Task, TaskId, TaskKind};
+use serde_json::{json, Value};
+
+use super::error::OfficialError;
+use super::task::{feature, task_object};
+use crate::auth::Caller;
+use crate::http::RequestId;
+use crate::Services;
+
+type Result<T> = std::result::Result<T, OfficialError>;
+
+/// Prefixes every route is served under: the root, and `/kling` for relays.
+const MOUNTS: [&str; 2] = ["", "/kling"];
+
+pub fn routes() -> Router<Arc<Services>> {
+    let mut router = Router::new();
+    for mount in MOUNTS {
+        for kind in TaskKind::ALL.iter().copied() {
+            let collection = format!("{mount}/v1/videos/{}", feature(kind));
+            router = router
+                .route(
+                    &collection,
+                    get(
+                        move |State(services): State<Arc<Services>>,
+                              request_id: RequestId,
+                              headers: HeaderMap,
+                              RawQuery(query): RawQuery| async move {
+                            respond(
+                                request_id,
+                                list(&services, &headers, kind, query.as_deref()).await,
+                            )
+                        },
+                    )
+                    .fallback(method_not_allowed),
+                )
+                .route(
+                    &format!("{collection}/{{id}}"),
+                    get(
+                        |State(services): State<Arc<Services>>,
+                         request_id: RequestId,
+                         headers: HeaderMap,
+                         Path(id): Path<String>,
+                         RawQuery(query): RawQuery| async move {
+                            respond(
+                                request_id,
+                                get_one(&services, &headers, &id, query.as_deref()).await,
+                            )
+                        },
+                    )
+                    .fallback(method_not_allowed),
+                );
+        }
+    }
+    router
+}
+
+async fn method_not_allowed(request_id: RequestId) -> Response {
+    respond(
+        request_id,
+        Err(OfficialError::new(1202, "invalid request method")),
+    )
+}
+
+/// Renders a result in the envelope.
+pub fn respond(request_id: RequestId, result: Result<Value>) -> Response {
+    match result {
+        Ok(data) => Json(envelope(request_id, data)).into_response(),
+        Err(e) => (e.status, Json(e.body(request_id))).into_response(),
+    }
+}
+
+/// The success envelope (§4).
+pub fn envelope(request_id: impl std::fmt::Display, data: Value) -> Value {
+    json!({"code": 0, "message": "SUCCEED", "request_id": request_id.to_string(), "data": data})
+}
+
+async fn caller(services: &Services, headers: &HeaderMap) -> Result<Caller> {
+    services
+        .authenticate(headers.get(header::AUTHORIZATION))
+        .await
+        .map_err(|e| OfficialError::internal(e.message().to_owned()))?
+        .map_err(OfficialError::from)
+}
+
+fn server_error(e: kinora_core::Error) -> OfficialError {
+    OfficialError::internal(e.message().to_owned())
+}
+
+fn task_not_found() -> OfficialError {
+    OfficialError::not_found("task not found")
+}
+
+/// A task of the caller by task id (any dialect's rendering) or, failing that, by external id;
+/// only by external id when `external_only`.
+async fn find(services: &Services, caller: Caller, id: &str, external_only: bool) -> Result<Task> {
+    if !external_only {
+        if let Some(task_id) = TaskId::parse_any(id) {
+            if let Some(task) = services
+                .store
+                .get_task(caller.account, task_id)
+                .await
+                .map_err(server_error)?
+            {
+                return Ok(task);
+            }
+        }
+    }
+    services
+        .store
+        .find_task_by_external_id(caller.account, id)
+        .await
+        .map_err(server_error)?
+        .ok_or_else(task_not_found)
+}
+
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// `GET /v1/videos/{feature}/{id}` (§6.2, §6.3): the task in `data`, whichever feature path
+/// it is asked under.
+async fn get_one(
+    services: &Services,
+    headers: &HeaderMap,
+    id: &str,
+    query: Option<&str>,
+) -> Result<Value> {
+    let caller = caller(services, headers).await?;
+    let external_only = query_pairs(query)
+        .iter()
+        .any(|(k, v)| k == "external_task_id" && v.eq_ignore_ascii_case("true"));
+    let task = find(services, caller, id, external_only).await?;
+    Ok(task_object(&task, &services.files))
+}
+
+/// `pageNum` (1–1000, default 1) and `pageSize` (1–500, default 30), or their snake-case
+/// aliases (§6.4).
+pub fn parse_page(pairs: &[(String, String)]) -> Result<(u32, u32)> {
+    let (mut page, mut size) = (1, 30);
+    for (key, value) in pairs {
+        let (slot, max, name) = match key.as_str() {
+            "pageNum" | "page_num" => (&mut page, 1000, "pageNum"),
+            "pageSize" | "page_size" => (&mut size, 500, "pageSize"),
+            _ => continue,
+        };
+        *slot = value
+            .parse::<u32>()
+            .ok()
+            .filter(|v| (1..=max).contains(v))
+            .ok_or_else(|| {
+                OfficialError::invalid(format!(
+                    "{name} must be an integer from 1 to {max}, not `{value}`"
+                ))
+            })?;
+    }
+    Ok((page, size))
+}
+
+/// `GET /v1/videos/{feature}` (§6.4): the account's tasks of the feature's kind, newest first,
+/// as a bare array; or, with `external_task_id=` or `task_id=`, that one task (§6.3).
+async fn list(
+    services: &Services,
+    headers: &HeaderMap,
+    kind: TaskKind,
+    query: Option<&str>,
+) -> Result<Value> {
+    let caller = caller(services, headers).await?;
+    let pairs = query_pairs(query);
+    let lookup = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    if let Some(external) = lookup("external_task_id") {
+        let task = find(services, caller, &external, true).await?;
+        return Ok(task_object(&task, &services.files));
+    }
+    if let Some(id) = lookup("task_id") {
+        let task = find(services, caller, &id, false).await?;
+        return Ok(task_object(&task, &services.files));
+    }
+    let (page, size) = parse_page(&pairs)?;
+    let tasks = services
+        .store
+        .list_tasks(caller.account, Some(kind), page, size)
+        .await
+        .map_err(server_error)?;
+    Ok(Value::Array(
+        tasks
+            .iter()
+            .map(|t| task_object(t, &services.files))
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &str) -> Vec<(String, String)> {
+        query_pairs(Some(q))
+    }
+
+    #[test]
+    fn paging_defaults_aliases_and_bounds() {
+        assert_eq!(parse_page(&pairs("")).expect("default"), (1, 30));
+        assert_eq!(
+            parse_page(&pairs("pageNum=1000&pageSize=500")).expect("max"),
+            (1000, 500)
+        );
+        assert_eq!(
+            parse_page(&pairs("page_num=2&page_size=5")).expect("aliases"),
+            (2, 5)
+        );
+        for bad in [
+            "pageNum=0",
+            "pageNum=1001",
+            "pageSize=0",
+            "pageSize=501",
+            "pageSize=x",
+        ] {
+            let e = parse_page(&pairs(bad)).expect_err(bad);
+            assert_eq!((e.code, e.status.as_u16()), (1201, 400), "{bad}");
+        }
+    }
+}

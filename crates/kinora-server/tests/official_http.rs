@@ -1,0 +1,260 @@
+//! The official Kling dialect over real HTTP on loopback: access-key JWTs and their error codes,
+//! the envelope, and querying and listing tasks in every form the dialect allows.
+
+use std::time::{Duration, Instant};
+
+use common::{serve, Server};
+use kinora_server::access_keys::{issue_pair, sign_jwt};
+use kinora_server::auth;
+use serde_json::{json, Value};
+
+mod common;
+
+async fn official(server: &Server, token: Option<&str>, path: &str) -> (u16, Value) {
+    let mut request = reqwest::Client::new().get(format!("{}{path}", server.base));
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(body["request_id"], request_id.as_str(), "{body}");
+    (status, body)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn access_key_jwts_are_checked_with_the_official_codes() {
+    let server = serve().await;
+    let store = &*server.services.store;
+    let account = store
+        .bootstrap_account()
+        .await
+        .expect("store")
+        .expect("account")
+        .id;
+    let pair = issue_pair(store, &server.services.secrets, account, "ci")
+        .await
+        .expect("pair");
+    let ak = pair.key.access_key.clone();
+    let sk = pair.secret_key.clone();
+    let path = "/v1/videos/text2video";
+    let code = |body: &Value| {
+        (
+            body["code"].as_i64(),
+            body["message"].as_str().map(str::to_owned),
+        )
+    };
+
+    let good = sign_jwt(&ak, &sk, now() + 1800, Some(now() - 5));
+    let (status, body) = official(&server, Some(&good), path).await;
+    assert_eq!(
+        (status, &body["data"], &body["message"]),
+        (200, &json!([]), &json!("SUCCEED"))
+    );
+    // The same token works on every dialect; API keys work here too.
+    assert_eq!(server.get(&good, "/v1/videos/task_0").await.0, 404);
+    assert_eq!(official(&server, Some(&server.key), path).await.0, 200);
+
+    let cases: Vec<(Option<String>, i64, &str)> = vec![
+        (None, 1001, "Authorization is empty"),
+        (Some("not-a-key".into()), 1002, "Authorization is invalid"),
+        (
+            Some(format!("kin_{}", "A".repeat(43))),
+            1002,
+            "api key not found",
+        ),
+        (
+            Some(sign_jwt("ak_unknown", &sk, now() + 60, None)),
+            1002,
+            "api key not found",
+        ),
+        (
+            Some(sign_jwt(&ak, "sk_wrong", now() + 60, None)),
+            1002,
+            "Authorization is invalid",
+        ),
+        (
+            Some(sign_jwt(&ak, &sk, now() - 31, None)),
+            1004,
+            "Authorization has expired",
+        ),
+        (
+            Some(sign_jwt(&ak, &sk, now() + 60, Some(now() + 31))),
+            1003,
+            "Authorization is not yet valid",
+        ),
+        (
+            Some(sign_jwt(&ak, &sk, now() + 2 * 86_400, None)),
+            1002,
+            "Authorization is invalid",
+        ),
+    ];
+    for (token, want_code, want_message) in cases {
+        let (status, body) = official(&server, token.as_deref(), path).await;
+        assert_eq!(
+            (status, code(&body)),
+            (401, (Some(want_code), Some(want_message.to_owned()))),
+            "{token:?}"
+        );
+        assert!(body.get("data").is_none(), "errors omit data: {body}");
+    }
+    // Within the leeway is still fine; `alg: none` never is.
+    let skewed = sign_jwt(&ak, &sk, now() - 10, Some(now() + 10));
+    assert_eq!(official(&server, Some(&skewed), path).await.0, 200);
+    let unsigned = {
+        use base64::Engine;
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let claims = json!({"iss": ak, "exp": now() + 60}).to_string();
+        format!(
+            "{}.{}.{}",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(&claims),
+            b64("x")
+        )
+    };
+    assert_eq!(
+        code(&official(&server, Some(&unsigned), path).await.1).0,
+        Some(1002)
+    );
+
+    // A revoked access key is refused with 1000.
+    assert!(store
+        .revoke_access_key(account, pair.key.id)
+        .await
+        .expect("revoke"));
+    let (status, body) = official(&server, Some(&good), path).await;
+    assert_eq!((status, code(&body).0), (401, Some(1000)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tasks_are_queried_and_listed_in_every_form() {
+    let server = serve().await;
+    let key = server.key.clone();
+    let (status, created) = server
+        .submit(json!({"model": "Kling-V2.6", "prompt": "a kite over a beach", "seconds": "5", "external_task_id": "kite-1"}))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let unified_id = created["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (task_id, done) = loop {
+        let (status, body) = official(&server, Some(&key), "/v1/videos/text2video/kite-1").await;
+        assert_eq!(status, 200, "{body}");
+        let data = body["data"].clone();
+        let state = data["task_status"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            ["submitted", "processing", "succeed"].contains(&state.as_str()),
+            "{data}"
+        );
+        if state == "succeed" || Instant::now() > deadline {
+            break (
+                data["task_id"].as_str().unwrap_or_default().to_owned(),
+                data,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["task_status"], "succeed", "{done}");
+    assert_eq!(unified_id, format!("task_{}", task_id.replace('-', "")));
+    assert_eq!(done["task_status_msg"], "");
+    assert_eq!(done["task_info"], json!({"external_task_id": "kite-1"}));
+    assert_eq!(done["final_unit_deduction"], "0");
+    assert!(done["created_at"].as_i64().unwrap_or(0) > 1_700_000_000_000);
+    assert!(done["updated_at"].as_i64() >= done["created_at"].as_i64());
+    let video = &done["task_result"]["videos"][0];
+    assert_eq!(
+        (video["id"].as_str(), video["duration"].as_str()),
+        (Some(task_id.as_str()), Some("5"))
+    );
+    let url = video["url"].as_str().expect("url");
+    assert!(url.starts_with(&server.base), "{url}");
+    assert_eq!(reqwest::get(url).await.expect("get").status().as_u16(), 200);
+
+    // Every way of naming the task finds the same object, under any feature path and mount.
+    for path in [
+        format!("/v1/videos/text2video/{task_id}"),
+        format!("/v1/videos/omni-video/{unified_id}"),
+        format!("/kling/v1/videos/text2video/{task_id}"),
+        "/v1/videos/text2video/kite-1?external_task_id=true".to_owned(),
+        "/v1/videos/text2video?external_task_id=kite-1".to_owned(),
+        format!("/v1/videos/image2video?task_id={task_id}&pageNum=0"),
+    ] {
+        let (status, body) = official(&server, Some(&key), &path).await;
+        assert_eq!(
+            (status, &body["data"]["task_id"]),
+            (200, &json!(task_id)),
+            "{path}: {body}"
+        );
+    }
+    for path in [
+        format!("/v1/videos/text2video/{task_id}?external_task_id=true"),
+        "/v1/videos/text2video/nope".to_owned(),
+        "/v1/videos/text2video?external_task_id=nope".to_owned(),
+    ] {
+        let (status, body) = official(&server, Some(&key), &path).await;
+        assert_eq!(
+            (status, body["code"].as_i64()),
+            (404, Some(1203)),
+            "{path}: {body}"
+        );
+        assert_eq!(body["message"], "task not found");
+    }
+
+    // Lists: this feature's tasks only, newest first, paged.
+    let (_, listed) = official(
+        &server,
+        Some(&key),
+        "/v1/videos/text2video?pageNum=1&pageSize=10",
+    )
+    .await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["data"][0]["task_id"], json!(task_id));
+    let (_, other_kind) = official(&server, Some(&key), "/kling/v1/videos/image2video").await;
+    assert_eq!(other_kind["data"], json!([]));
+    let (_, past) = official(&server, Some(&key), "/v1/videos/text2video?page_num=2").await;
+    assert_eq!(past["data"], json!([]));
+    let (status, bad) = official(&server, Some(&key), "/v1/videos/text2video?pageSize=501").await;
+    assert_eq!((status, bad["code"].as_i64()), (400, Some(1201)));
+    let response = reqwest::Client::new()
+        .delete(format!("{}/v1/videos/text2video/{task_id}", server.base))
+        .header("Authorization", format!("Bearer {key}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 404);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], 1202);
+
+    // Another account sees nothing.
+    let other = server
+        .services
+        .store
+        .create_account("b")
+        .await
+        .expect("account");
+    let other_key = auth::issue_key(&*server.services.store, Some(other.id), "b")
+        .await
+        .expect("key")
+        .secret;
+    let (status, hidden) = official(
+        &server,
+        Some(&other_key),
+        &format!("/v1/videos/text2video/{task_id}"),
+    )
+    .await;
+    assert_eq!((status, hidden["code"].as_i64()), (404, Some(1203)));
+    let (_, theirs) = official(&server, Some(&other_key), "/v1/videos/text2video").await;
+    assert_eq!(theirs["data"], json!([]));
+}
