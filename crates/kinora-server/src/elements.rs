@@ -11,8 +11,8 @@ use bytes::Bytes;
 use kinora_core::request::{ElementRef, MediaRef};
 use kinora_core::{AccountId, Error, ErrorCode, TaskId};
 use kinora_media::image::ImageRules;
-use kinora_media::source::InlinePolicy;
-use kinora_media::MediaError;
+use kinora_media::source::{InlinePolicy, MediaSource};
+use kinora_media::{MediaError, MediaErrorKind};
 use kinora_render::portrait::element_portrait;
 use kinora_storage::{keys, ObjectStorage};
 use kinora_store::{Element, ElementImage, NewElement, Store, MAX_ELEMENT_ID};
@@ -198,6 +198,8 @@ pub struct CustomElementInput {
     pub refer_images: Vec<(String, String)>,
     /// Known tag ids.
     pub tags: Vec<String>,
+    /// What the dialect accepts besides URLs.
+    pub inline: InlinePolicy,
 }
 
 /// Why an element operation was refused.
@@ -220,7 +222,13 @@ impl From<Error> for ElementError {
 }
 
 fn image_error(e: MediaError) -> ElementError {
-    if e.kind.is_client_error() {
+    if e.kind == MediaErrorKind::DataUriRefused {
+        // Kling's own words, which clients of the official dialect may match on.
+        ElementError::Image {
+            field: e.field.clone(),
+            message: e.detail.clone(),
+        }
+    } else if e.kind.is_client_error() {
         ElementError::Image {
             field: e.field.clone(),
             message: e.to_string(),
@@ -266,20 +274,16 @@ async fn stage_and_store(
         async move {
             let staged = services
                 .stager
-                .element_image(
-                    id,
-                    &name,
-                    field,
-                    value,
-                    InlinePolicy::Base64OrDataUri,
-                    ImageRules::STANDARD,
-                )
+                .element_image(id, &name, field, value, input.inline, ImageRules::STANDARD)
                 .await
                 .map_err(image_error)?;
-            let is_url = value.starts_with("http://") || value.starts_with("https://");
+            let source_url = match MediaSource::parse(field, value, input.inline) {
+                Ok(MediaSource::Url(url)) => Some(url),
+                _ => None,
+            };
             Ok::<_, ElementError>(ElementImage {
                 key: staged.key,
-                source_url: is_url.then(|| value.clone()),
+                source_url,
             })
         }
     }))

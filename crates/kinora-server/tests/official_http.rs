@@ -258,3 +258,143 @@ async fn tasks_are_queried_and_listed_in_every_form() {
     let (_, theirs) = official(&server, Some(&other_key), "/v1/videos/text2video").await;
     assert_eq!(theirs["data"], json!([]));
 }
+
+fn png_base64(width: u32, height: u32) -> String {
+    use base64::Engine;
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 40])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png");
+    base64::engine::general_purpose::STANDARD.encode(out.into_inner())
+}
+
+async fn post(server: &Server, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", server.base))
+        .bearer_auth(token)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("send");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn elements_share_one_store_with_the_unified_dialect() {
+    let server = serve().await;
+    let key = server.key.clone();
+    let create = json!({
+        "element_name": "Paper crane 2026",
+        "element_description": "A folded paper crane",
+        "element_frontal_image": png_base64(500, 500),
+        "element_refer_list": [{"image_url": png_base64(400, 400)}],
+        "tag_list": [{"tag_id": "o_104"}],
+    });
+    let (status, created) =
+        post(&server, &key, "/v1/general/custom-elements", create.clone()).await;
+    assert_eq!(
+        (status, created["code"].as_i64()),
+        (200, Some(0)),
+        "{created}"
+    );
+    let id = created["data"]["element_id"].as_i64().expect("id");
+    assert_eq!(created["data"]["element_name"], "Paper crane 2026");
+    assert_eq!(created["data"]["owned_by"], "user");
+
+    // Kling's own refusals: a data URI, a name over 20 characters, a bad body.
+    let mut data_uri = create.clone();
+    data_uri["element_frontal_image"] =
+        json!(format!("data:image/png;base64,{}", png_base64(500, 500)));
+    let (status, refused) =
+        post(&server, &key, "/kling/v1/general/custom-elements", data_uri).await;
+    assert_eq!(
+        (
+            status,
+            refused["code"].as_i64(),
+            refused["message"].as_str()
+        ),
+        (
+            400,
+            Some(1201),
+            Some("File is not in a valid base64 format")
+        )
+    );
+    let mut long = create.clone();
+    long["element_name"] = json!("x".repeat(21));
+    let (status, refused) = post(&server, &key, "/v1/general/custom-elements", long).await;
+    assert_eq!((status, refused["code"].as_i64()), (400, Some(1201)));
+    let (status, refused) = post(&server, &key, "/v1/general/custom-elements", json!([1])).await;
+    assert_eq!((status, refused["code"].as_i64()), (400, Some(1200)));
+
+    // Listed here and by the unified dialect alike; presets too.
+    let (_, mine) = official(
+        &server,
+        Some(&key),
+        "/v1/general/custom-elements?pageNum=1&pageSize=10",
+    )
+    .await;
+    assert_eq!(mine["data"][0]["element_id"], id);
+    let unified = server.get(&key, "/v1/elements/custom").await.2;
+    assert_eq!(unified["data"][0]["element_id"], id);
+    let (_, presets) = official(
+        &server,
+        Some(&key),
+        "/v1/general/presets-elements?pageSize=500",
+    )
+    .await;
+    assert!(presets["data"]
+        .as_array()
+        .is_some_and(|l| l.iter().any(|e| e["element_id"] == 146)));
+
+    // Deleting: presets and foreign elements are refused with the official codes.
+    let (status, refused) = post(
+        &server,
+        &key,
+        "/v1/general/delete-elements",
+        json!({"element_id": "146"}),
+    )
+    .await;
+    assert_eq!(
+        (
+            status,
+            refused["code"].as_i64(),
+            refused["message"].as_str()
+        ),
+        (400, Some(1201), Some("only custom elements can be deleted"))
+    );
+    let other = server
+        .services
+        .store
+        .create_account("b")
+        .await
+        .expect("account");
+    let other_key = auth::issue_key(&*server.services.store, Some(other.id), "b")
+        .await
+        .expect("key")
+        .secret;
+    let (status, refused) = post(
+        &server,
+        &other_key,
+        "/v1/general/delete-elements",
+        json!({"element_id": id}),
+    )
+    .await;
+    assert_eq!((status, refused["code"].as_i64()), (404, Some(1203)));
+    let (status, deleted) = post(
+        &server,
+        &key,
+        "/v1/general/delete-elements",
+        json!({"element_id": id.to_string()}),
+    )
+    .await;
+    assert_eq!(
+        (status, &deleted["data"]["task_status"]),
+        (200, &json!("succeed")),
+        "{deleted}"
+    );
+    let (_, after) = official(&server, Some(&key), "/v1/general/custom-elements").await;
+    assert_eq!(after["data"], json!([]));
+}

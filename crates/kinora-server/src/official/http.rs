@@ -20,7 +20,7 @@ use crate::Services;
 type Result<T> = std::result::Result<T, OfficialError>;
 
 /// Prefixes every route is served under: the root, and `/kling` for relays.
-const MOUNTS: [&str; 2] = ["", "/kling"];
+pub const MOUNTS: [&str; 2] = ["", "/kling"];
 
 pub fn routes() -> Router<Arc<Services>> {
     let mut router = Router::new();
@@ -64,7 +64,7 @@ pub fn routes() -> Router<Arc<Services>> {
     router
 }
 
-async fn method_not_allowed(request_id: RequestId) -> Response {
+pub async fn method_not_allowed(request_id: RequestId) -> Response {
     respond(
         request_id,
         Err(OfficialError::new(1202, "invalid request method")),
@@ -84,7 +84,7 @@ pub fn envelope(request_id: impl std::fmt::Display, data: Value) -> Value {
     json!({"code": 0, "message": "SUCCEED", "request_id": request_id.to_string(), "data": data})
 }
 
-async fn caller(services: &Services, headers: &HeaderMap) -> Result<Caller> {
+pub async fn caller(services: &Services, headers: &HeaderMap) -> Result<Caller> {
     services
         .authenticate(headers.get(header::AUTHORIZATION))
         .await
@@ -123,7 +123,7 @@ async fn find(services: &Services, caller: Caller, id: &str, external_only: bool
         .ok_or_else(task_not_found)
 }
 
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use kinora_media::source::InlinePolicy;
 use kinora_store::{Element, ElementImage};
 use serde_json::{json, Value};
 
@@ -160,10 +161,22 @@ fn objects_of<'a>(param: &str, value: &'a Value, key: &str) -> Result<Vec<Option
         .collect()
 }
 
+/// Longest element name in this dialect (the official one allows 20).
+pub const MAX_NAME_CHARS: usize = 10;
+
 /// The checks of §10.1 on a create body.
 pub fn parse_create(value: &Value) -> Result<CustomElementInput> {
+    parse_create_as(value, MAX_NAME_CHARS, InlinePolicy::Base64OrDataUri)
+}
+
+/// The create checks with a dialect's own name limit and image policy.
+pub fn parse_create_as(
+    value: &Value,
+    max_name_chars: usize,
+    inline: InlinePolicy,
+) -> Result<CustomElementInput> {
     let mut body = Body::new(value)?;
-    let name = body.required_text("element_name", (1, 10), "")?;
+    let name = body.required_text("element_name", (1, max_name_chars), "")?;
     let description = body.required_text("element_description", (1, 100), "")?;
     let frontal = image_value("element_frontal_image", body.value("element_frontal_image"))?;
     let refer_value = body.value("element_refer_list").ok_or_else(|| {
@@ -229,6 +242,7 @@ pub fn parse_create(value: &Value) -> Result<CustomElementInput> {
         frontal_image: ("element_frontal_image".to_owned(), frontal),
         refer_images,
         tags,
+        inline,
     })
 }
 
