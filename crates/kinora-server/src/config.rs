@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::official::capabilities::{CapabilityTable, DEFAULT_TABLE};
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use kinora_core::{Error, ErrorCode};
@@ -33,6 +34,7 @@ pub struct Config {
     pub fetch: FetchConfig,
     pub render: RenderConfig,
     pub auth: AuthConfig,
+    pub official: OfficialConfig,
     pub log: LogConfig,
     #[cfg(feature = "scripted-provider")]
     pub testing: TestingConfig,
@@ -49,6 +51,7 @@ impl Default for Config {
             fetch: FetchConfig::default(),
             render: RenderConfig::default(),
             auth: AuthConfig::default(),
+            official: OfficialConfig::default(),
             log: LogConfig::default(),
             #[cfg(feature = "scripted-provider")]
             testing: TestingConfig::default(),
@@ -222,6 +225,30 @@ pub struct RenderConfig {
     pub threads: usize,
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfficialConfig {
+    /// A capability table replacing the built-in `config/capabilities.toml`; empty: built in.
+    pub capabilities_file: String,
+}
+
+impl OfficialConfig {
+    /// The capability table this configuration names.
+    pub fn capabilities(&self) -> Result<CapabilityTable, Error> {
+        let text = if self.capabilities_file.is_empty() {
+            DEFAULT_TABLE.to_owned()
+        } else {
+            std::fs::read_to_string(&self.capabilities_file).map_err(|e| {
+                config_error(format!(
+                    "cannot read official.capabilities_file {}: {e}",
+                    self.capabilities_file
+                ))
+            })?
+        };
+        CapabilityTable::parse(&text).map_err(config_error)
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
@@ -320,6 +347,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), Error> {
+        self.official.capabilities()?;
         let q = &self.queue;
         if q.concurrency == 0 {
             return Err(config_error("queue.concurrency must be at least 1"));
@@ -666,5 +694,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_broken_capability_table_is_a_configuration_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("caps.toml");
+        std::fs::write(&path, "[text2video.kling-v1]\nmodes = []\n").expect("write");
+        let config = OfficialConfig {
+            capabilities_file: path.display().to_string(),
+        };
+        let e = config.capabilities().expect_err("no modes");
+        assert_eq!(e.code(), ErrorCode::Config);
+        assert!(e.message().contains("lists no mode"), "{e}");
+        let missing = OfficialConfig {
+            capabilities_file: dir.path().join("none.toml").display().to_string(),
+        };
+        assert!(missing.capabilities().is_err());
+        assert!(OfficialConfig::default().capabilities().is_ok());
     }
 }

@@ -42,6 +42,8 @@ pub struct Services {
     pub files: files::FileUrls,
     /// Opens the access-key secrets that JWTs are checked with.
     pub secrets: access_keys::SecretBox,
+    /// What each upstream model offers (the official dialect's capability table).
+    pub capabilities: official::capabilities::CapabilityTable,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -63,6 +65,7 @@ impl Services {
         )
         .await?;
         let secrets = access_keys::SecretBox::load(&config.auth, &config.data_dir)?;
+        let capabilities = config.official.capabilities()?;
         elements::install_presets(&*store, &storage).await?;
         Ok(Arc::new(Self {
             config,
@@ -72,6 +75,7 @@ impl Services {
             stager,
             files,
             secrets,
+            capabilities,
             clock,
         }))
     }
