@@ -9,7 +9,6 @@ use kinora_server::files::FileUrls;
 use kinora_server::unified::elements::{deleted_data, element_object, envelope};
 use kinora_server::unified::error::UnifiedError;
 use kinora_server::unified::http::{created_body, list_body};
-use kinora_server::unified::submit::UnifiedModel;
 use kinora_server::unified::task::task_body;
 use kinora_store::{Element, ElementImage};
 use serde_json::{json, Value};
@@ -82,12 +81,9 @@ fn urls() -> FileUrls {
 #[test]
 fn create_response() {
     let mut t = task(TaskState::Queued);
-    check("create", &created_body(&t, UnifiedModel::KlingV26));
+    check("create", &created_body(&t));
     t.external_task_id = Some("order-7".into());
-    check(
-        "create_with_external_id",
-        &created_body(&t, UnifiedModel::KlingV26),
-    );
+    check("create_with_external_id", &created_body(&t));
 }
 
 #[test]
@@ -239,6 +235,14 @@ fn official_task_in_every_status_and_errors() {
                 task_object(&task(TaskState::Succeeded), &urls()),
                 task_object(&submitted, &urls())
             ]),
+        ),
+    );
+    check_in(
+        "official",
+        "create",
+        &envelope(
+            request_id,
+            kinora_server::official::http::created_data(&submitted),
         ),
     );
     check_in(

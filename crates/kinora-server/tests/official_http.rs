@@ -398,3 +398,223 @@ async fn elements_share_one_store_with_the_unified_dialect() {
     let (_, after) = official(&server, Some(&key), "/v1/general/custom-elements").await;
     assert_eq!(after["data"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn text2video_create_follows_every_rule_and_renders() {
+    let server = serve().await;
+    let key = server.key.clone();
+    let path = "/v1/videos/text2video";
+
+    let (status, created) = post(&server, &key, path, json!({"model_name": "kling-v2-6", "prompt": "a fox in the snow", "mode": "pro", "duration": "5", "sound": "on", "external_task_id": "fox-1", "style": "kept"})).await;
+    assert_eq!(status, 200, "{created}");
+    let data = &created["data"];
+    assert_eq!(
+        (
+            data["task_status"].as_str(),
+            data["task_status_msg"].as_str()
+        ),
+        (Some("submitted"), Some(""))
+    );
+    assert_eq!(data["task_info"], json!({"external_task_id": "fox-1"}));
+    assert_eq!(data["created_at"], data["updated_at"]);
+    let task_id = data["task_id"].as_str().expect("task_id").to_owned();
+    let stored = server
+        .services
+        .store
+        .get_task(
+            server
+                .services
+                .store
+                .bootstrap_account()
+                .await
+                .expect("store")
+                .expect("account")
+                .id,
+            kinora_core::TaskId::parse_any(&task_id).expect("id"),
+        )
+        .await
+        .expect("store")
+        .expect("task");
+    assert_eq!(
+        (stored.model.as_str(), stored.dialect),
+        ("kling-v2-6", kinora_core::Dialect::Official)
+    );
+    assert_eq!(stored.request["style"], "kept", "{}", stored.request);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let (_, body) = official(&server, Some(&key), &format!("{path}/{task_id}")).await;
+        if body["data"]["task_status"] == "succeed" || Instant::now() > deadline {
+            break body["data"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["task_status"], "succeed", "{done}");
+    assert_eq!(done["task_result"]["videos"][0]["duration"], "5");
+
+    // Defaults, the legacy `model` field, lenient spellings.
+    for body in [
+        json!({"prompt": "a lighthouse"}),
+        json!({"model": "kling-v2-6", "prompt": "p", "sound": "on", "mode": "pro"}),
+        json!({"model_name": "kling-v2-6", "prompt": "p", "cfg_scale": 0.5, "duration": 10}),
+        json!({"model_name": "kling-v1", "prompt": "p", "cfg_scale": "0.7", "camera_control": {"type": "simple", "config": {"zoom": 5, "horizontal": 0, "vertical": 0, "pan": 0, "tilt": 0, "roll": 0}}}),
+        json!({"prompt": "p", "watermark_info": {"enabled": "true"}, "negative_prompt": ""}),
+        json!({"model_name": "kling-v3", "mode": "4k", "duration": "8", "multi_shot": true, "shot_type": "customize", "multi_prompt": [{"index": 2, "prompt": "b", "duration": "3"}, {"index": 1, "prompt": "a", "duration": 5}]}),
+        json!({"model_name": "kling-v3", "prompt": "p", "multi_shot": "false", "shot_type": 7, "sound": "on", "voice_list": [{"voice_id": 12}], "duration": 3}),
+    ] {
+        let (status, answer) = post(&server, &key, path, body.clone()).await;
+        assert_eq!(
+            (status, answer["code"].as_i64()),
+            (200, Some(0)),
+            "{body}: {answer}"
+        );
+    }
+
+    let long = "x".repeat(2501);
+    let cases = [
+        (
+            json!({"model_name": "kling-v9", "prompt": "p"}),
+            404,
+            1203,
+            Some("model_name kling-v9 not found"),
+        ),
+        (
+            json!({"model_name": "kling-v1-5", "prompt": "p"}),
+            400,
+            1201,
+            Some("model(kling-v1-5) is not supported on text2video"),
+        ),
+        (
+            json!({"model_name": "kling-v2-6", "prompt": "p", "mode": "4k"}),
+            400,
+            1201,
+            Some("model/mode(kling-v2-6/4k) is not supported"),
+        ),
+        (
+            json!({"model_name": "kling-v2-6", "prompt": "p", "mode": "pro", "duration": "15"}),
+            400,
+            1201,
+            Some("model/mode/duration(kling-v2-6/pro/15) is not supported"),
+        ),
+        (
+            json!({"prompt": "p", "sound": "on"}),
+            400,
+            1201,
+            Some("model/mode/duration(kling-v1/std/5) is not supported with sound on"),
+        ),
+        (
+            json!({"model_name": "kling-v2-6", "prompt": "p", "cfg_scale": 0.7}),
+            400,
+            1201,
+            Some("model/mode/duration(kling-v2-6/std/5) is not supported with cfg_scale"),
+        ),
+        (
+            json!({"prompt": "p", "mode": "pro", "camera_control": {"type": "simple", "config": {"zoom": 5, "horizontal": 0, "vertical": 0, "pan": 0, "tilt": 0, "roll": 0}}}),
+            400,
+            1201,
+            Some("model/mode/duration(kling-v1/pro/5) is not supported with camera_control"),
+        ),
+        (
+            json!({"model_name": "kling-v2-6", "prompt": "p", "multi_shot": true, "shot_type": "intelligence"}),
+            400,
+            1201,
+            Some("model/mode/duration(kling-v2-6/std/5) is not supported with multi_shot"),
+        ),
+        (json!({"prompt": "p", "duration": "five"}), 400, 1201, None),
+        (
+            json!({"negative_prompt": "n"}),
+            400,
+            1201,
+            Some("prompt is required"),
+        ),
+        (json!({"prompt": long}), 400, 1201, None),
+        (
+            json!({"prompt": "p", "aspect_ratio": "4:3"}),
+            400,
+            1201,
+            None,
+        ),
+        (json!({"prompt": "p", "cfg_scale": 2}), 400, 1201, None),
+        (
+            json!({"prompt": "p", "watermark_info": {}}),
+            400,
+            1201,
+            Some("watermark_info.enabled is required"),
+        ),
+        (
+            json!({"model_name": "kling-v2-6", "mode": "pro", "prompt": "p", "voice_list": [{"voice_id": "v"}]}),
+            400,
+            1201,
+            Some("voice_list needs sound on"),
+        ),
+        (
+            json!({"model_name": "kling-v2-6", "mode": "pro", "sound": "on", "prompt": "<<<voice_2>>>", "voice_list": [{"voice_id": "v"}]}),
+            400,
+            1201,
+            None,
+        ),
+        (
+            json!({"prompt": "p", "camera_control": {"type": "simple", "config": {"zoom": 5, "pan": 5}}}),
+            400,
+            1201,
+            None,
+        ),
+        (
+            json!({"model_name": "kling-v3", "multi_shot": true}),
+            400,
+            1201,
+            Some("shot_type is required when multi_shot is true"),
+        ),
+        (
+            json!({"model_name": "kling-v3", "multi_shot": true, "shot_type": "customize", "multi_prompt": [{"index": 1, "prompt": "a", "duration": "4"}]}),
+            400,
+            1201,
+            Some("the multi_prompt durations add up to 4 s, but duration is 5 s"),
+        ),
+        (
+            json!({"model_name": "kling-v3", "multi_shot": true, "shot_type": "customize", "multi_prompt": [{"index": 1, "prompt": "a", "duration": "3"}, {"index": 1, "prompt": "b", "duration": "2"}]}),
+            400,
+            1201,
+            None,
+        ),
+        (
+            json!({"prompt": "p", "external_task_id": "fox-1"}),
+            400,
+            1201,
+            None,
+        ),
+        (
+            json!({"prompt": "p", "callback_url": "http://127.0.0.1:9/hook"}),
+            400,
+            1201,
+            None,
+        ),
+        (
+            json!({"prompt": "p", "callback_url": "http://169.254.169.254/latest"}),
+            400,
+            1201,
+            None,
+        ),
+        (json!([1]), 400, 1200, None),
+    ];
+    for (body, want_status, want_code, want_message) in cases {
+        let (status, answer) = post(&server, &key, path, body.clone()).await;
+        assert_eq!(
+            (status, answer["code"].as_i64()),
+            (want_status, Some(want_code)),
+            "{body}: {answer}"
+        );
+        if let Some(message) = want_message {
+            assert_eq!(answer["message"], message, "{body}");
+        }
+        assert!(answer.get("data").is_none(), "{answer}");
+    }
+    let not_json = reqwest::Client::new()
+        .post(format!("{}{path}", server.base))
+        .bearer_auth(&key)
+        .body("{")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(not_json.status().as_u16(), 400);
+    assert_eq!(not_json.json::<Value>().await.expect("json")["code"], 1200);
+}

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -12,9 +14,12 @@ use kinora_core::{Task, TaskId, TaskKind};
 use serde_json::{json, Value};
 
 use super::error::OfficialError;
+use super::submit::parse_text2video;
 use super::task::{feature, task_object};
 use crate::auth::Caller;
 use crate::http::RequestId;
+use crate::unified::error::UnifiedError;
+use crate::unified::service::create_task;
 use crate::Services;
 
 type Result<T> = std::result::Result<T, OfficialError>;
@@ -27,22 +32,23 @@ pub fn routes() -> Router<Arc<Services>> {
     for mount in MOUNTS {
         for kind in TaskKind::ALL.iter().copied() {
             let collection = format!("{mount}/v1/videos/{}", feature(kind));
-            router = router
-                .route(
-                    &collection,
-                    get(
-                        move |State(services): State<Arc<Services>>,
-                              request_id: RequestId,
-                              headers: HeaderMap,
-                              RawQuery(query): RawQuery| async move {
-                            respond(
-                                request_id,
-                                list(&services, &headers, kind, query.as_deref()).await,
-                            )
-                        },
+            let list_route = get(
+                move |State(services): State<Arc<Services>>,
+                      request_id: RequestId,
+                      headers: HeaderMap,
+                      RawQuery(query): RawQuery| async move {
+                    respond(
+                        request_id,
+                        list(&services, &headers, kind, query.as_deref()).await,
                     )
-                    .fallback(method_not_allowed),
-                )
+                },
+            );
+            let collection_route = match kind {
+                TaskKind::Text2Video => list_route.post(create_text2video),
+                _ => list_route,
+            };
+            router = router
+                .route(&collection, collection_route.fallback(method_not_allowed))
                 .route(
                     &format!("{collection}/{{id}}"),
                     get(
@@ -69,6 +75,50 @@ pub async fn method_not_allowed(request_id: RequestId) -> Response {
         request_id,
         Err(OfficialError::new(1202, "invalid request method")),
     )
+}
+
+/// `POST /v1/videos/text2video` (§6.1, §7.1).
+async fn create_text2video(
+    State(services): State<Arc<Services>>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let caller = caller(&services, &headers).await?;
+        let body = body.map_err(|e| {
+            OfficialError::new(1200, format!("the request body could not be read: {e}"))
+        })?;
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| OfficialError::new(1200, format!("the request body is not JSON: {e}")))?;
+        let parsed = parse_text2video(&value, &services.capabilities)?;
+        let task = create_task(&services, caller, parsed)
+            .await
+            .map_err(service_error)?;
+        Ok(created_data(&task))
+    }
+    .await;
+    respond(request_id, result)
+}
+
+/// A refusal from the shared create service in this dialect's codes.
+fn service_error(e: UnifiedError) -> OfficialError {
+    match e.code {
+        "internal_error" => OfficialError::internal(e.message),
+        _ => OfficialError::invalid(e.message),
+    }
+}
+
+/// The create response's `data` (§6.1): the fresh task.
+pub fn created_data(task: &Task) -> Value {
+    json!({
+        "task_id": task.id.to_string(),
+        "task_status": "submitted",
+        "task_status_msg": "",
+        "task_info": {"external_task_id": task.external_task_id.clone().unwrap_or_default()},
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+    })
 }
 
 /// Renders a result in the envelope.

@@ -5,4 +5,5 @@ pub mod capabilities;
 pub mod elements;
 pub mod error;
 pub mod http;
+pub mod submit;
 pub mod task;

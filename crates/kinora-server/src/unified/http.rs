@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use super::elements::parse_page;
 use super::error::UnifiedError;
 use super::service::create_task;
-use super::submit::{parse_submit, UnifiedModel};
-use super::task::{engine_note, task_body};
+use super::submit::parse_submit;
+use super::task::{engine_note, model_name, task_body};
 use crate::auth::Caller;
 use crate::files::FileUrls;
 use crate::Services;
@@ -93,18 +93,17 @@ async fn create_video(
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| UnifiedError::invalid_json(format!("the request body is not JSON: {e}")))?;
     let parsed = parse_submit(&value)?;
-    let model = parsed.model;
     let task = create_task(&services, caller, parsed).await?;
-    Ok(Json(created_body(&task, model)))
+    Ok(Json(created_body(&task)))
 }
 
 /// The create response (§8.1): the task in status `pending`.
-pub fn created_body(task: &Task, model: UnifiedModel) -> Value {
+pub fn created_body(task: &Task) -> Value {
     let mut body = json!({
         "id": task.id.to_unified(),
         "status": "pending",
         "created_at": iso8601_micros(task.created_at),
-        "model": model.canonical(),
+        "model": model_name(&task.model),
         "error": null,
     });
     if let (Some(id), Some(object)) = (&task.external_task_id, body.as_object_mut()) {

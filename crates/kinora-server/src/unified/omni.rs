@@ -3,7 +3,7 @@
 //! the omni limits on images, elements, duration, aspect ratio and prompt references.
 
 use kinora_core::request::GenerationRequest;
-use kinora_core::TaskKind;
+use kinora_core::{Dialect, TaskKind};
 use kinora_media::source::InlinePolicy;
 use serde_json::Value;
 
@@ -422,7 +422,8 @@ pub(super) fn parse_o1(mut body: Body<'_>) -> Result<ParsedSubmit> {
         ..GenerationRequest::default()
     };
     Ok(ParsedSubmit {
-        model: UnifiedModel::KlingVideoO1,
+        dialect: Dialect::Unified,
+        model_name: UnifiedModel::KlingVideoO1.upstream().to_owned(),
         kind: TaskKind::OmniVideo,
         request,
         media,

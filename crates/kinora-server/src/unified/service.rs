@@ -7,7 +7,7 @@ use kinora_core::request::{
     DynamicMaskRequest, ElementRef, GenerationRequest, MediaRef, MotionControlRequest,
     VideoReferenceRequest,
 };
-use kinora_core::{Dialect, ErrorCode, JobKind, NewTask, Task, TaskId};
+use kinora_core::{ErrorCode, JobKind, NewTask, Task, TaskId};
 use kinora_media::image::ImageRules;
 use kinora_media::source::InlinePolicy;
 use kinora_media::stage::StagedInput;
@@ -131,9 +131,9 @@ async fn stage_and_create(
     let new = NewTask {
         id: task_id,
         account_id: caller.account,
-        dialect: Dialect::Unified,
+        dialect: parsed.dialect,
         kind: parsed.kind,
-        model: parsed.model.upstream().to_owned(),
+        model: parsed.model_name.clone(),
         request: serde_json::to_value(&request)
             .map_err(|e| UnifiedError::internal(format!("request does not serialise: {e}")))?,
         external_task_id: parsed.external_task_id.clone(),

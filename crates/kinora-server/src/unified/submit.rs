@@ -4,7 +4,7 @@
 //! be fetched and probed (the stager does that next, naming the same fields).
 
 use kinora_core::request::{CameraConfig, CameraControlRequest, GenerationRequest, Point};
-use kinora_core::TaskKind;
+use kinora_core::{Dialect, TaskKind};
 use kinora_media::source::{InlinePolicy, MediaSource};
 use serde_json::Value;
 
@@ -13,9 +13,9 @@ use super::fields::{check_length, describe, Body};
 
 type Result<T> = std::result::Result<T, UnifiedError>;
 
-pub(super) const PROMPT_CHARS: usize = 2500;
-const URL_CHARS: usize = 2048;
-const EXTERNAL_ID_CHARS: usize = 128;
+pub(crate) const PROMPT_CHARS: usize = 2500;
+pub(crate) const URL_CHARS: usize = 2048;
+pub(crate) const EXTERNAL_ID_CHARS: usize = 128;
 const MAX_VOICES: usize = 2;
 const MAX_DYNAMIC_MASKS: usize = 6;
 const TRAJECTORY_POINTS: (usize, usize) = (2, 77);
@@ -91,7 +91,10 @@ pub struct PendingMedia {
 /// A checked `Kling-V2.6` request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParsedSubmit {
-    pub model: UnifiedModel,
+    /// The dialect the task is created in; it decides the shape of its answers.
+    pub dialect: Dialect,
+    /// The official `model_name` the task runs as.
+    pub model_name: String,
     pub kind: TaskKind,
     /// Everything but the media, which [`MediaSlot`]s fill once staged.
     pub request: GenerationRequest,
@@ -297,7 +300,8 @@ fn parse_v26(mut body: Body<'_>) -> Result<ParsedSubmit> {
     request.extra = body.unknown();
     let voice_billed = check_cross_field(route, &request, &media)?;
     Ok(ParsedSubmit {
-        model,
+        dialect: Dialect::Unified,
+        model_name: model.upstream().to_owned(),
         kind,
         request,
         media,
@@ -379,7 +383,7 @@ fn cfg_scale(body: &mut Body<'_>) -> Result<Option<f64>> {
 }
 
 /// `voice_list`: at most 2 `{voice_id}` items; a numeric id becomes its decimal string.
-fn voice_list(body: &mut Body<'_>) -> Result<Vec<String>> {
+pub(crate) fn voice_list(body: &mut Body<'_>) -> Result<Vec<String>> {
     let Some(value) = body.value("voice_list") else {
         return Ok(Vec::new());
     };
@@ -528,7 +532,7 @@ fn dynamic_masks(body: &mut Body<'_>, media: &mut Vec<PendingMedia>) -> Result<V
 }
 
 /// `camera_control` (§7.3); `{}` is absent.
-fn camera_control(body: &mut Body<'_>) -> Result<Option<CameraControlRequest>> {
+pub(crate) fn camera_control(body: &mut Body<'_>) -> Result<Option<CameraControlRequest>> {
     const P: &str = "camera_control";
     let Some(value) = body.value(P) else {
         return Ok(None);
@@ -667,7 +671,7 @@ fn camera_config(value: &Value) -> Result<CameraConfig> {
 }
 
 /// An absolute `http(s)` URL (§6.1); the address guard runs when the task is staged.
-fn check_callback_url(url: &str) -> Result<()> {
+pub(crate) fn check_callback_url(url: &str) -> Result<()> {
     let parsed = url::Url::parse(url).map_err(|e| {
         UnifiedError::invalid(
             "callback_url",
@@ -689,7 +693,7 @@ fn voice_tags(prompt: &str) -> Vec<u64> {
 }
 
 /// The numbers of the well-formed `<<<{name}_N>>>` tags of a prompt.
-pub(super) fn prompt_tags(prompt: &str, name: &str) -> Vec<u64> {
+pub(crate) fn prompt_tags(prompt: &str, name: &str) -> Vec<u64> {
     let open = format!("<<<{name}_");
     let open = open.as_str();
     let mut tags = Vec::new();
