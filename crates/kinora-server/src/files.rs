@@ -94,6 +94,12 @@ impl FileUrls {
         )
     }
 
+    /// The URL of the output stored under object key `key` (its last segment is the name).
+    pub fn output_url(&self, task: &TaskId, key: &str, finished_at_ms: i64) -> String {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        self.url(task, name, finished_at_ms)
+    }
+
     /// Whether a signature is this deployment's for the URL and has not expired at `now_ms`.
     pub fn verify(
         &self,

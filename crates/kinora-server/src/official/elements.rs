@@ -15,11 +15,11 @@ use kinora_media::source::InlinePolicy;
 use serde_json::Value;
 
 use super::error::OfficialError;
-use super::http::{caller, parse_page, query_pairs, respond, MOUNTS};
+use super::http::{caller, json_body, parse_page, query_pairs, respond, MOUNTS};
+use super::submit::from_unified;
 use crate::elements::{self, ElementError};
 use crate::http::RequestId;
 use crate::unified::elements::{deleted_data, element_object, parse_create_as, parse_delete};
-use crate::unified::error::UnifiedError;
 use crate::unified::http::MAX_BODY_BYTES;
 use crate::Services;
 
@@ -51,16 +51,6 @@ pub fn routes() -> Router<Arc<Services>> {
     router.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// The shared field checks speak the unified dialect; here every such refusal is 1201 (or
-/// 1200 for a body that is not a JSON object) with the same message.
-fn from_unified(e: UnifiedError) -> OfficialError {
-    if e.code == "invalid_json" {
-        OfficialError::new(1200, e.message)
-    } else {
-        OfficialError::invalid(e.message)
-    }
-}
-
 fn element_error(e: ElementError) -> OfficialError {
     match e {
         ElementError::Image { message, .. } => OfficialError::invalid(message),
@@ -68,14 +58,6 @@ fn element_error(e: ElementError) -> OfficialError {
         ElementError::Preset(_) => OfficialError::invalid("only custom elements can be deleted"),
         ElementError::Internal(message) => OfficialError::internal(message),
     }
-}
-
-fn json_body(body: std::result::Result<Bytes, BytesRejection>) -> Result<Value> {
-    let body = body.map_err(|e| {
-        OfficialError::new(1200, format!("the request body could not be read: {e}"))
-    })?;
-    serde_json::from_slice(&body)
-        .map_err(|e| OfficialError::new(1200, format!("the request body is not JSON: {e}")))
 }
 
 async fn create(

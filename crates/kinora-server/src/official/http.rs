@@ -86,11 +86,7 @@ async fn create_text2video(
 ) -> Response {
     let result = async {
         let caller = caller(&services, &headers).await?;
-        let body = body.map_err(|e| {
-            OfficialError::new(1200, format!("the request body could not be read: {e}"))
-        })?;
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| OfficialError::new(1200, format!("the request body is not JSON: {e}")))?;
+        let value = json_body(body)?;
         let parsed = parse_text2video(&value, &services.capabilities)?;
         let task = create_task(&services, caller, parsed)
             .await
@@ -99,6 +95,15 @@ async fn create_text2video(
     }
     .await;
     respond(request_id, result)
+}
+
+/// A request body as JSON; anything unreadable or not JSON is 1200.
+pub fn json_body(body: std::result::Result<Bytes, BytesRejection>) -> Result<Value> {
+    let body = body.map_err(|e| {
+        OfficialError::new(1200, format!("the request body could not be read: {e}"))
+    })?;
+    serde_json::from_slice(&body)
+        .map_err(|e| OfficialError::new(1200, format!("the request body is not JSON: {e}")))
 }
 
 /// A refusal from the shared create service in this dialect's codes.

@@ -43,10 +43,6 @@ pub fn seconds_text(seconds: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
-fn file_name(key: &str) -> &str {
-    key.rsplit('/').next().unwrap_or(key)
-}
-
 /// The task as the official query endpoints return it.
 pub fn task_object(task: &Task, files: &FileUrls) -> Value {
     let mut body = Map::new();
@@ -105,12 +101,12 @@ fn videos(task: &Task, files: &FileUrls) -> Vec<Value> {
             video.insert("id".into(), json!(task.id.to_string()));
             video.insert(
                 "url".into(),
-                json!(files.url(&task.id, file_name(key), finished)),
+                json!(files.output_url(&task.id, key, finished)),
             );
             if let Some(marked) = v.get("watermark_key").and_then(Value::as_str) {
                 video.insert(
                     "watermark_url".into(),
-                    json!(files.url(&task.id, file_name(marked), finished)),
+                    json!(files.output_url(&task.id, marked, finished)),
                 );
             }
             video.insert("duration".into(), json!(seconds_text(frames as f64 / 24.0)));

@@ -26,11 +26,6 @@ pub fn model_name(model: &str) -> &str {
     }
 }
 
-/// The last path segment of an object key: the output's name in its task's folder.
-fn file_name(key: &str) -> &str {
-    key.rsplit('/').next().unwrap_or(key)
-}
-
 /// The task as `GET /v1/videos/{task_id}` returns it.
 pub fn task_body(task: &Task, files: &FileUrls) -> Value {
     let mut body = Map::new();
@@ -76,7 +71,7 @@ fn completed_fields(task: &Task, files: &FileUrls, body: &mut Map<String, Value>
             let mut item = Map::new();
             item.insert(
                 "url".into(),
-                json!(files.url(&task.id, file_name(key), finished)),
+                json!(files.output_url(&task.id, key, finished)),
             );
             let frames = v.get("frame_count").and_then(Value::as_u64).unwrap_or(0);
             item.insert("duration".into(), json!(frames as f64 / 24.0));
@@ -88,7 +83,7 @@ fn completed_fields(task: &Task, files: &FileUrls, body: &mut Map<String, Value>
             if let Some(cover) = v.get("cover_key").and_then(Value::as_str) {
                 item.insert(
                     "cover_url".into(),
-                    json!(files.url(&task.id, file_name(cover), finished)),
+                    json!(files.output_url(&task.id, cover, finished)),
                 );
             }
             Some(Value::Object(item))
