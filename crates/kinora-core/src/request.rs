@@ -114,6 +114,12 @@ pub struct ExtendRequest {
     pub source_task_id: TaskId,
     /// Its stored MP4.
     pub video: MediaRef,
+    /// The source's length in frames at 24 fps, and when its task finished (ms): what the
+    /// task's answers show of its parent video.
+    #[serde(default)]
+    pub source_frames: u64,
+    #[serde(default)]
+    pub source_finished_at: i64,
 }
 
 /// One generation request, every kind in one shape; which fields apply depends on the task's
@@ -280,6 +286,8 @@ mod tests {
             extend: Some(ExtendRequest {
                 source_task_id: TaskId::new(),
                 video: MediaRef::new("tasks/b/outputs/video.mp4"),
+                source_frames: 120,
+                source_finished_at: 0,
             }),
             watermark: true,
             extra: [("future_field".to_owned(), json!(1))]

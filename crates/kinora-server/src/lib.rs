@@ -4,6 +4,7 @@ pub mod access_keys;
 pub mod auth;
 pub mod config;
 pub mod elements;
+pub mod extend;
 pub mod files;
 pub mod http;
 pub mod official;

@@ -356,6 +356,8 @@ mod tests {
             extend: Some(ExtendRequest {
                 source_task_id: TaskId::new(),
                 video: MediaRef::new("tasks/x/outputs/video.mp4"),
+                source_frames: 120,
+                source_finished_at: 0,
             }),
             ..GenerationRequest::text("x")
         };

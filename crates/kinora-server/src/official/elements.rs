@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::error::OfficialError;
 use super::http::{caller, json_body, parse_page, query_pairs, respond, MOUNTS};
-use super::submit::from_unified;
+use super::fields::from_unified;
 use crate::elements::{self, ElementError};
 use crate::http::RequestId;
 use crate::unified::elements::{deleted_data, element_object, parse_create_as, parse_delete};

@@ -14,11 +14,16 @@ use kinora_core::{Task, TaskId, TaskKind};
 use serde_json::{json, Value};
 
 use super::error::OfficialError;
-use super::submit::parse_text2video;
+use super::extend::{parse_video_extend, refusal};
+use super::omni::parse_omni_video;
+use super::submit::{
+    parse_image2video, parse_motion_control, parse_multi_image2video, parse_text2video,
+};
 use super::task::{feature, task_object};
 use crate::auth::Caller;
 use crate::http::RequestId;
 use crate::unified::error::UnifiedError;
+use crate::extend;
 use crate::unified::service::create_task;
 use crate::Services;
 
@@ -43,10 +48,14 @@ pub fn routes() -> Router<Arc<Services>> {
                     )
                 },
             );
-            let collection_route = match kind {
-                TaskKind::Text2Video => list_route.post(create_text2video),
-                _ => list_route,
-            };
+            let collection_route = list_route.post(
+                move |State(services): State<Arc<Services>>,
+                      request_id: RequestId,
+                      headers: HeaderMap,
+                      body: std::result::Result<Bytes, BytesRejection>| async move {
+                    respond(request_id, create(&services, &headers, kind, body).await)
+                },
+            );
             router = router
                 .route(&collection, collection_route.fallback(method_not_allowed))
                 .route(
@@ -77,24 +86,40 @@ pub async fn method_not_allowed(request_id: RequestId) -> Response {
     )
 }
 
-/// `POST /v1/videos/text2video` (§6.1, §7.1).
-async fn create_text2video(
-    State(services): State<Arc<Services>>,
-    request_id: RequestId,
-    headers: HeaderMap,
+/// `POST /v1/videos/{feature}` (§6.1, §7): the body is checked in the order of §6.1 and the
+/// task created; `data` is the fresh task.
+async fn create(
+    services: &Services,
+    headers: &HeaderMap,
+    kind: TaskKind,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Response {
-    let result = async {
-        let caller = caller(&services, &headers).await?;
-        let value = json_body(body)?;
-        let parsed = parse_text2video(&value, &services.capabilities)?;
-        let task = create_task(&services, caller, parsed)
+) -> Result<Value> {
+    let caller = caller(services, headers).await?;
+    let value = json_body(body)?;
+    let table = &services.capabilities;
+    let parsed = match kind {
+        TaskKind::Text2Video => parse_text2video(&value, table)?,
+        TaskKind::Image2Video => parse_image2video(&value, table)?,
+        TaskKind::MultiImage2Video => parse_multi_image2video(&value, table)?,
+        TaskKind::OmniVideo => parse_omni_video(&value, table)?,
+        TaskKind::MotionControl => parse_motion_control(&value, table)?,
+        TaskKind::VideoExtend => {
+            let fields = parse_video_extend(&value)?;
+            let source = extend::find_source(
+                services,
+                caller.account,
+                &fields.video_id,
+                services.clock.now_ms(),
+            )
             .await
-            .map_err(service_error)?;
-        Ok(created_data(&task))
-    }
-    .await;
-    respond(request_id, result)
+            .map_err(refusal)?;
+            fields.plan(source, table)?
+        }
+    };
+    let task = create_task(services, caller, parsed)
+        .await
+        .map_err(service_error)?;
+    Ok(created_data(&task))
 }
 
 /// A request body as JSON; anything unreadable or not JSON is 1200.

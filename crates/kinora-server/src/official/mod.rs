@@ -4,6 +4,9 @@
 pub mod capabilities;
 pub mod elements;
 pub mod error;
+pub mod extend;
+mod fields;
 pub mod http;
+pub mod omni;
 pub mod submit;
 pub mod task;

@@ -1,6 +1,8 @@
 //! The official task object (§5): statuses in Kling's words, times in milliseconds, result
 //! videos as kinora-served URLs with the duration as a string.
 
+use kinora_core::request::ExtendRequest;
+use serde::Deserialize;
 use kinora_core::{Task, TaskKind, TaskState};
 use serde_json::{json, Map, Value};
 
@@ -57,10 +59,15 @@ pub fn task_object(task: &Task, files: &FileUrls) -> Value {
         _ => String::new(),
     };
     body.insert("task_status_msg".into(), json!(message));
-    body.insert(
-        "task_info".into(),
-        json!({"external_task_id": task.external_task_id.clone().unwrap_or_default()}),
+    let mut info = Map::new();
+    info.insert(
+        "external_task_id".into(),
+        json!(task.external_task_id.clone().unwrap_or_default()),
     );
+    if let Some(parent) = parent_video(task, files) {
+        info.insert("parent_video".into(), parent);
+    }
+    body.insert("task_info".into(), Value::Object(info));
     if let Some(enabled) = task
         .request
         .get("watermark")
@@ -79,6 +86,19 @@ pub fn task_object(task: &Task, files: &FileUrls) -> Value {
         body.insert("task_result".into(), json!({"videos": videos(task, files)}));
     }
     Value::Object(body)
+}
+
+/// An extension's source video (§7.5): the video id, its URL and its length.
+fn parent_video(task: &Task, files: &FileUrls) -> Option<Value> {
+    if task.kind != TaskKind::VideoExtend {
+        return None;
+    }
+    let source = ExtendRequest::deserialize(task.request.get("extend")?).ok()?;
+    Some(json!({
+        "id": source.source_task_id.to_string(),
+        "url": files.output_url(&source.source_task_id, &source.video.key, source.source_finished_at),
+        "duration": seconds_text(source.source_frames as f64 / 24.0),
+    }))
 }
 
 /// The result videos. A task makes one video, and its id is the task's own id, so a

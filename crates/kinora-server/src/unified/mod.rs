@@ -5,7 +5,7 @@ pub mod elements;
 pub mod error;
 pub mod fields;
 pub mod http;
-mod omni;
+pub(crate) mod omni;
 pub mod service;
 pub mod submit;
 pub mod task;

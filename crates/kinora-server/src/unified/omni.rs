@@ -23,17 +23,17 @@ const SECONDS_RANGE: (u32, u32) = (3, 10);
 
 /// The role of an image in the final list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
+pub(crate) enum Role {
     Reference,
     FirstFrame,
     EndFrame,
 }
 
 /// One entry of the final image list *I*, with the field path its errors name.
-struct ListedImage<'a> {
-    param: String,
-    value: &'a str,
-    role: Role,
+pub(crate) struct ListedImage<'a> {
+    pub param: String,
+    pub value: &'a str,
+    pub role: Role,
 }
 
 fn image_item<'a>(param: String, value: &'a Value, role: Role) -> Result<ListedImage<'a>> {
@@ -58,7 +58,7 @@ fn image_item<'a>(param: String, value: &'a Value, role: Role) -> Result<ListedI
 }
 
 /// The native `image_list`: `{image_url, type?}` items or bare strings.
-fn native_images<'a>(items: &'a [Value]) -> Result<Vec<ListedImage<'a>>> {
+pub(crate) fn native_images<'a>(items: &'a [Value]) -> Result<Vec<ListedImage<'a>>> {
     items
         .iter()
         .enumerate()
@@ -129,7 +129,7 @@ fn flat_images<'a>(body: &mut Body<'a>) -> Result<Vec<ListedImage<'a>>> {
 }
 
 /// `element_list` ids: integers or decimal strings.
-fn element_ids(body: &mut Body<'_>) -> Result<Vec<String>> {
+pub(crate) fn element_ids(body: &mut Body<'_>) -> Result<Vec<String>> {
     let Some(value) = body.value("element_list") else {
         return Ok(Vec::new());
     };
@@ -173,7 +173,7 @@ fn element_ids(body: &mut Body<'_>) -> Result<Vec<String>> {
 }
 
 /// `video_list`: at most one `{video_url, refer_type?, keep_original_sound?}`.
-fn video_list<'a>(body: &mut Body<'a>) -> Result<Option<(&'a str, &'static str, bool)>> {
+pub(crate) fn video_list<'a>(body: &mut Body<'a>) -> Result<Option<(&'a str, &'static str, bool)>> {
     let Some(value) = body.value("video_list") else {
         return Ok(None);
     };
@@ -276,143 +276,23 @@ pub(super) fn parse_o1(mut body: Body<'_>) -> Result<ParsedSubmit> {
     let (callback_url, external_task_id) = common_fields(&mut body)?;
 
     // Step 7: the omni limits (§7.7).
-    let count = |role: Role| images.iter().filter(|i| i.role == role).count();
-    let (firsts, ends, references) = (
-        count(Role::FirstFrame),
-        count(Role::EndFrame),
-        count(Role::Reference),
-    );
-    let limit = |param: &str, message: String| Err(UnifiedError::unsupported(Some(param), message));
     let image_param = if native.is_some() {
         "image_list"
     } else {
         "last_frame_url"
     };
-    if firsts > 1 || ends > 1 {
-        return limit(
-            image_param,
-            "at most one first_frame and one end_frame image are allowed".to_owned(),
-        );
-    }
-    if ends == 1 && firsts == 0 {
-        return limit(
-            image_param,
-            "an end frame alone is not supported: it needs a first frame".to_owned(),
-        );
-    }
-    if ends == 1 && images.len() > 2 {
-        return limit(
-            image_param,
-            format!(
-                "with more than 2 images no end frame is allowed, got {} images",
-                images.len()
-            ),
-        );
-    }
-    let cap = if video.is_some() {
-        MAX_IMAGES_AND_ELEMENTS_WITH_VIDEO
-    } else {
-        MAX_IMAGES_AND_ELEMENTS
-    };
-    if images.len() + elements.len() > cap {
-        return limit(
-            "element_list",
-            format!(
-                "images plus elements may be at most {cap}{}, got {} + {}",
-                if video.is_some() {
-                    " with a reference video"
-                } else {
-                    ""
-                },
-                images.len(),
-                elements.len()
-            ),
-        );
-    }
-    let base = video.is_some_and(|(_, refer, _)| refer == "base");
-    if base && firsts + ends > 0 {
-        return limit(
-            "video_list[0].refer_type",
-            "a video edit (refer_type base) cannot have a first or last frame".to_owned(),
-        );
-    }
-    if firsts == 1 && elements.len() > MAX_ELEMENTS_WITH_FIRST_FRAME {
-        return limit(
-            "element_list",
-            format!(
-                "with a first frame at most {MAX_ELEMENTS_WITH_FIRST_FRAME} elements are allowed, got {}",
-                elements.len()
-            ),
-        );
-    }
-    let text_only = images.is_empty() && elements.is_empty() && video.is_none();
-    let first_frame_only =
-        firsts == 1 && ends == 0 && references == 0 && elements.is_empty() && video.is_none();
-    let duration = if base {
+    let shape = OmniShape::of(&images, elements.len(), video.map(|(_, refer, _)| refer));
+    shape.check_lists(image_param, aspect.is_some())?;
+    let duration = if shape.is_base_edit() {
         // A video edit lasts as long as its input; seconds is not forwarded.
         None
     } else {
         let s = seconds.unwrap_or(5);
-        if (text_only || first_frame_only) && s != 5 && s != 10 {
-            return limit(
-                "seconds",
-                format!(
-                    "seconds must be 5 or 10 for {}, not {s}",
-                    if text_only {
-                        "text-to-video"
-                    } else {
-                        "a first frame alone"
-                    }
-                ),
-            );
-        }
+        shape.check_five_or_ten("seconds", s)?;
         Some(s)
     };
-    match aspect {
-        Some(_) if firsts == 1 || base => {
-            return limit(
-                "aspect_ratio",
-                "aspect_ratio must be absent with a first frame or a video edit: the output \
-                 follows the frame or the video"
-                    .to_owned(),
-            )
-        }
-        None if firsts == 0 && video.is_none() => {
-            return Err(UnifiedError::missing(
-                "aspect_ratio",
-                "aspect_ratio is required without a first frame or a reference video",
-            ))
-        }
-        _ => {}
-    }
     check_references(&prompt, images.len(), elements.len(), video.is_some())?;
-
-    let mut media: Vec<PendingMedia> = Vec::with_capacity(images.len() + 1);
-    let mut reference_index = 0;
-    for image in &images {
-        let slot = match image.role {
-            Role::FirstFrame => MediaSlot::Image,
-            Role::EndFrame => MediaSlot::ImageTail,
-            Role::Reference => {
-                reference_index += 1;
-                MediaSlot::ReferenceImage(reference_index - 1)
-            }
-        };
-        media.push(pending(
-            &image.param,
-            image.value,
-            slot,
-            InlinePolicy::Base64OrDataUri,
-        )?);
-    }
-    if let Some((url, _, _)) = video {
-        media.push(pending(
-            "video_list[0].video_url",
-            url,
-            MediaSlot::ReferenceVideo,
-            InlinePolicy::UrlOnly,
-        )?);
-    }
+    let media = omni_media(&images, video.map(|(url, _, _)| url), InlinePolicy::Base64OrDataUri)?;
     let request = GenerationRequest {
         prompt,
         mode: Some(mode.to_owned()),
@@ -438,8 +318,171 @@ pub(super) fn parse_o1(mut body: Body<'_>) -> Result<ParsedSubmit> {
     })
 }
 
+/// What the structural rules of §7.7 look at: how many images of each role, elements, and
+/// the reference video's `refer_type`.
+pub(crate) struct OmniShape {
+    firsts: usize,
+    ends: usize,
+    references: usize,
+    elements: usize,
+    video: Option<&'static str>,
+}
+
+impl OmniShape {
+    pub(crate) fn of(images: &[ListedImage<'_>], elements: usize, video: Option<&'static str>) -> Self {
+        let count = |role: Role| images.iter().filter(|i| i.role == role).count();
+        Self {
+            firsts: count(Role::FirstFrame),
+            ends: count(Role::EndFrame),
+            references: count(Role::Reference),
+            elements,
+            video,
+        }
+    }
+
+    fn images(&self) -> usize {
+        self.firsts + self.ends + self.references
+    }
+
+    /// A video edit: the output takes the input video's length, so no duration applies.
+    pub(crate) fn is_base_edit(&self) -> bool {
+        self.video == Some("base")
+    }
+
+    /// Text only, or a first frame alone: the two requests limited to 5 or 10 s.
+    pub(crate) fn is_text_or_first_frame_only(&self) -> bool {
+        let bare = self.references == 0 && self.elements == 0 && self.video.is_none();
+        bare && self.ends == 0 && self.firsts <= 1
+    }
+
+    /// Rules 1–7 of §7.7 and the `aspect_ratio` rule; `image_param` names the image field.
+    pub(crate) fn check_lists(&self, image_param: &str, has_aspect: bool) -> Result<()> {
+        let limit = |param: &str, message: String| Err(UnifiedError::unsupported(Some(param), message));
+        if self.firsts > 1 || self.ends > 1 {
+            return limit(
+                image_param,
+                "at most one first_frame and one end_frame image are allowed".to_owned(),
+            );
+        }
+        if self.ends == 1 && self.firsts == 0 {
+            return limit(
+                image_param,
+                "an end frame alone is not supported: it needs a first frame".to_owned(),
+            );
+        }
+        if self.ends == 1 && self.images() > 2 {
+            return limit(
+                image_param,
+                format!(
+                    "with more than 2 images no end frame is allowed, got {} images",
+                    self.images()
+                ),
+            );
+        }
+        let cap = if self.video.is_some() {
+            MAX_IMAGES_AND_ELEMENTS_WITH_VIDEO
+        } else {
+            MAX_IMAGES_AND_ELEMENTS
+        };
+        if self.images() + self.elements > cap {
+            return limit(
+                "element_list",
+                format!(
+                    "images plus elements may be at most {cap}{}, got {} + {}",
+                    if self.video.is_some() {
+                        " with a reference video"
+                    } else {
+                        ""
+                    },
+                    self.images(),
+                    self.elements
+                ),
+            );
+        }
+        if self.is_base_edit() && self.firsts + self.ends > 0 {
+            return limit(
+                "video_list[0].refer_type",
+                "a video edit (refer_type base) cannot have a first or last frame".to_owned(),
+            );
+        }
+        if self.firsts == 1 && self.elements > MAX_ELEMENTS_WITH_FIRST_FRAME {
+            return limit(
+                "element_list",
+                format!(
+                    "with a first frame at most {MAX_ELEMENTS_WITH_FIRST_FRAME} elements are allowed, got {}",
+                    self.elements
+                ),
+            );
+        }
+        if has_aspect && (self.firsts == 1 || self.is_base_edit()) {
+            return limit(
+                "aspect_ratio",
+                "aspect_ratio must be absent with a first frame or a video edit: the output \
+                 follows the frame or the video"
+                    .to_owned(),
+            );
+        }
+        if !has_aspect && self.firsts == 0 && self.video.is_none() {
+            return Err(UnifiedError::missing(
+                "aspect_ratio",
+                "aspect_ratio is required without a first frame or a reference video",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Text-only and first-frame-only requests last 5 or 10 s (seed 004).
+    pub(crate) fn check_five_or_ten(&self, param: &str, seconds: u32) -> Result<()> {
+        if self.is_text_or_first_frame_only() && seconds != 5 && seconds != 10 {
+            return Err(UnifiedError::unsupported(
+                Some(param),
+                format!(
+                    "{param} must be 5 or 10 for {}, not {seconds}",
+                    if self.firsts == 0 {
+                        "text-to-video"
+                    } else {
+                        "a first frame alone"
+                    }
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The inputs to stage: images in list order (reference images numbered among themselves),
+/// then the reference video.
+pub(crate) fn omni_media(
+    images: &[ListedImage<'_>],
+    video_url: Option<&str>,
+    policy: InlinePolicy,
+) -> Result<Vec<PendingMedia>> {
+    let mut media: Vec<PendingMedia> = Vec::with_capacity(images.len() + 1);
+    let mut reference_index = 0;
+    for image in images {
+        let slot = match image.role {
+            Role::FirstFrame => MediaSlot::Image,
+            Role::EndFrame => MediaSlot::ImageTail,
+            Role::Reference => {
+                reference_index += 1;
+                MediaSlot::ReferenceImage(reference_index - 1)
+            }
+        };
+        media.push(pending(&image.param, image.value, slot, policy)?);
+    }
+    if let Some(url) = video_url {
+        media.push(pending(
+            "video_list[0].video_url",
+            url,
+            MediaSlot::ReferenceVideo,
+            InlinePolicy::UrlOnly,
+        )?);
+    }
+    Ok(media)
+}
+
 /// `<<<image_N>>>`, `<<<element_N>>>` and `<<<video_1>>>` point into their lists (§7.7).
-fn check_references(prompt: &str, images: usize, elements: usize, video: bool) -> Result<()> {
+pub(crate) fn check_references(prompt: &str, images: usize, elements: usize, video: bool) -> Result<()> {
     let out_of = |name: &str, len: usize| {
         prompt_tags(prompt, name)
             .into_iter()

@@ -6,6 +6,7 @@
 use kinora_core::request::{CameraConfig, CameraControlRequest, GenerationRequest, Point};
 use kinora_core::{Dialect, TaskKind};
 use kinora_media::source::{InlinePolicy, MediaSource};
+use kinora_media::MediaErrorKind;
 use serde_json::Value;
 
 use super::error::UnifiedError;
@@ -248,7 +249,7 @@ fn parse_v26(mut body: Body<'_>) -> Result<ParsedSubmit> {
                     InlinePolicy::Base64OrDataUri,
                 )?);
             }
-            trajectories = dynamic_masks(&mut body, &mut media)?;
+            trajectories = dynamic_masks(&mut body, &mut media, InlinePolicy::Base64OrDataUri)?;
             request.camera_control = camera_control(&mut body)?;
             TaskKind::Image2Video
         }
@@ -316,7 +317,7 @@ fn parse_v26(mut body: Body<'_>) -> Result<ParsedSubmit> {
     })
 }
 
-pub(super) fn pending(
+pub(crate) fn pending(
     param: &str,
     value: &str,
     slot: MediaSlot,
@@ -333,8 +334,14 @@ pub(super) fn pending(
             format!("{param}: a URL is at most {URL_CHARS} characters"),
         ));
     }
-    let source = MediaSource::parse(param, value, policy)
-        .map_err(|e| UnifiedError::invalid(param, e.to_string()))?;
+    let source = MediaSource::parse(param, value, policy).map_err(|e| {
+        if e.kind == MediaErrorKind::DataUriRefused {
+            // Kling's own words, which clients of the official dialect may match on.
+            UnifiedError::invalid(param, e.detail)
+        } else {
+            UnifiedError::invalid(param, e.to_string())
+        }
+    })?;
     Ok(PendingMedia {
         param: param.to_owned(),
         value: value.to_owned(),
@@ -428,7 +435,11 @@ pub(crate) fn voice_list(body: &mut Body<'_>) -> Result<Vec<String>> {
 
 /// `dynamic_masks` (§7.4): 1–6 groups of a mask and 2–77 trajectory points with whole,
 /// non-negative coordinates.
-fn dynamic_masks(body: &mut Body<'_>, media: &mut Vec<PendingMedia>) -> Result<Vec<Vec<Point>>> {
+pub(crate) fn dynamic_masks(
+    body: &mut Body<'_>,
+    media: &mut Vec<PendingMedia>,
+    policy: InlinePolicy,
+) -> Result<Vec<Vec<Point>>> {
     let Some(value) = body.value("dynamic_masks") else {
         return Ok(Vec::new());
     };
@@ -472,12 +483,7 @@ fn dynamic_masks(body: &mut Body<'_>, media: &mut Vec<PendingMedia>) -> Result<V
                 ))
             }
         };
-        media.push(pending(
-            &mask_param,
-            mask,
-            MediaSlot::DynamicMask(i),
-            InlinePolicy::Base64OrDataUri,
-        )?);
+        media.push(pending(&mask_param, mask, MediaSlot::DynamicMask(i), policy)?);
         let traj_param = format!("{at}.trajectories");
         let points = match group.get("trajectories") {
             Some(Value::Array(points)) => points,
