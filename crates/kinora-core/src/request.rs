@@ -177,8 +177,10 @@ pub struct GenerationRequest {
     #[serde(default, skip_serializing_if = "is_false")]
     pub watermark: bool,
     /// Parameters the dialect accepted without knowing them: kept with the task, passed to
-    /// upstreams that understand them, never rendered.
-    #[serde(flatten, default)]
+    /// upstreams that understand them, never rendered. Stored under their own key, never
+    /// beside the fields above, so a client's unknown `aspect_ratio` or `extend` can never be
+    /// read back as kinora's own field.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub extra: Map<String, Value>,
 }
 
@@ -300,9 +302,24 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_are_kept() {
-        let r = GenerationRequest::from_value(&json!({"prompt": "x", "seed": 7})).unwrap();
-        assert_eq!(r.extra.get("seed"), Some(&json!(7)));
-        assert_eq!(r.to_value(), json!({"prompt": "x", "seed": 7}));
+    fn unknown_fields_are_kept_apart_from_known_ones() {
+        let r = GenerationRequest {
+            extra: [
+                ("seed".to_owned(), json!(7)),
+                ("aspect_ratio".to_owned(), json!("4:3")),
+                (
+                    "extend".to_owned(),
+                    json!({"video": {"key": "tasks/other/video.mp4"}}),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            ..GenerationRequest::text("x")
+        };
+        let stored = r.to_value();
+        assert_eq!(stored["extra"]["seed"], json!(7));
+        let back = GenerationRequest::from_value(&stored).unwrap();
+        assert_eq!(back, r);
+        assert_eq!((back.aspect_ratio, back.extend), (None, None));
     }
 }

@@ -256,3 +256,55 @@ fn official_task_in_every_status_and_errors() {
         &OfficialError::from(kinora_server::auth::AuthFailure::Expired).body(request_id),
     );
 }
+
+/// A video extension shows its source as `task_info.parent_video` (§7.5), and the refusals of a
+/// create: a capability (§13's example) and a data-URI image (§2).
+#[test]
+fn official_extension_and_create_refusals() {
+    use kinora_core::request::{ExtendRequest, GenerationRequest, MediaRef};
+    use kinora_server::official::capabilities::CapabilityTable;
+    use kinora_server::official::http::envelope;
+    use kinora_server::official::submit::parse_image2video;
+    use kinora_server::official::task::task_object;
+    let request_id = "7d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    let source = TaskId::parse_any("01945f1d-dc20-71c2-93e4-f5a6b7c8d9e0").unwrap_or_default();
+    let mut extension = task(TaskState::Succeeded);
+    extension.kind = TaskKind::VideoExtend;
+    extension.model = "kling-v1".into();
+    extension.external_task_id = Some("boat-more".into());
+    extension.request = GenerationRequest {
+        extend: Some(ExtendRequest {
+            source_task_id: source,
+            video: MediaRef::new(format!("tasks/{source}/outputs/video.mp4")),
+            source_frames: 122,
+            source_finished_at: 1_736_762_000_000,
+        }),
+        ..GenerationRequest::text("the boat drifts on")
+    }
+    .to_value();
+    if let Some(video) = extension
+        .result
+        .as_mut()
+        .and_then(|r| r.pointer_mut("/videos/0"))
+    {
+        video["frame_count"] = json!(242);
+    }
+    check_in(
+        "official",
+        "task_extension",
+        &envelope(request_id, task_object(&extension, &urls())),
+    );
+    let table = CapabilityTable::builtin().unwrap_or_else(|e| panic!("{e}"));
+    let refusal = |body: Value| match parse_image2video(&body, &table) {
+        Err(e) => (e.status.as_u16(), e.body(request_id)),
+        Ok(_) => panic!("{body} was accepted"),
+    };
+    let (status, unsupported) = refusal(
+        json!({"model_name": "kling-v2-5-turbo", "image": "https://example.com/a.jpg", "image_tail": "https://example.com/b.jpg", "mode": "std", "duration": "10"}),
+    );
+    assert_eq!(status, 400);
+    check_in("official", "error_unsupported_combination", &unsupported);
+    let (status, data_uri) = refusal(json!({"image": "data:image/png;base64,iVBORw0KGgo="}));
+    assert_eq!(status, 400);
+    check_in("official", "error_data_uri_image", &data_uri);
+}

@@ -3,30 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use common::{serve, Server};
+use common::{official_get as official, official_post as post, png_base64, serve};
 use kinora_server::access_keys::{issue_pair, sign_jwt};
 use kinora_server::auth;
 use serde_json::{json, Value};
 
 mod common;
-
-async fn official(server: &Server, token: Option<&str>, path: &str) -> (u16, Value) {
-    let mut request = reqwest::Client::new().get(format!("{}{path}", server.base));
-    if let Some(token) = token {
-        request = request.header("Authorization", format!("Bearer {token}"));
-    }
-    let response = request.send().await.expect("send");
-    let status = response.status().as_u16();
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(body["request_id"], request_id.as_str(), "{body}");
-    (status, body)
-}
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -259,29 +241,6 @@ async fn tasks_are_queried_and_listed_in_every_form() {
     assert_eq!(theirs["data"], json!([]));
 }
 
-fn png_base64(width: u32, height: u32) -> String {
-    use base64::Engine;
-    let img = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([(x % 256) as u8, (y % 256) as u8, 40])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("png");
-    base64::engine::general_purpose::STANDARD.encode(out.into_inner())
-}
-
-async fn post(server: &Server, token: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", server.base))
-        .bearer_auth(token)
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("send");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn elements_share_one_store_with_the_unified_dialect() {
     let server = serve().await;
@@ -439,7 +398,11 @@ async fn text2video_create_follows_every_rule_and_renders() {
         (stored.model.as_str(), stored.dialect),
         ("kling-v2-6", kinora_core::Dialect::Official)
     );
-    assert_eq!(stored.request["style"], "kept", "{}", stored.request);
+    assert_eq!(
+        stored.request["extra"]["style"], "kept",
+        "{}",
+        stored.request
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     let done = loop {
         let (_, body) = official(&server, Some(&key), &format!("{path}/{task_id}")).await;

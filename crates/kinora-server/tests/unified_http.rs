@@ -2,11 +2,11 @@
 //! error shapes, media staging through the address guard, external ids, and a created task
 //! that the built-in engine then renders.
 
-use std::io::Cursor;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use common::{serve, serve_with, Server};
+use common::{
+    fixture_server, png_base64, png_bytes, rehost, seed_media_server, serve, serve_with, Server,
+};
 use kinora_core::request::GenerationRequest;
 use kinora_core::{TaskId, TaskState};
 use kinora_server::auth;
@@ -19,16 +19,6 @@ fn error_of(body: &Value) -> (&str, Option<&str>) {
         body["error"]["code"].as_str().unwrap_or("<none>"),
         body["error"]["param"].as_str(),
     )
-}
-
-fn png_base64(width: u32, height: u32) -> String {
-    let img = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
-    });
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("png");
-    base64::engine::general_purpose::STANDARD.encode(out.into_inner())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -297,28 +287,6 @@ async fn media_inputs_are_staged_through_the_address_guard() {
         (status, error_of(&element).1),
         (400, Some("element_list[0].element_id"))
     );
-}
-
-/// Serves `bytes` at every path on loopback; returns the base URL.
-async fn fixture_server(bytes: Vec<u8>, content_type: &'static str) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = axum::Router::new().fallback(move || {
-        let bytes = bytes.clone();
-        async move { ([("content-type", content_type)], bytes) }
-    });
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    base
-}
-
-fn png_bytes(width: u32, height: u32) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(png_base64(width, height))
-        .expect("base64")
 }
 
 impl Server {
@@ -592,63 +560,6 @@ async fn elements_are_created_listed_used_and_deleted() {
     let done = server.wait(task["id"].as_str().expect("id")).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["data"][0]["duration"], 3.0);
-}
-
-/// Serves the media of the seed examples on loopback, by the URL path's extension: `.mp4` the
-/// given clip, `.png` a 1280x720 mask, anything else a 1280x720 JPEG.
-async fn seed_media_server(clip: Vec<u8>) -> String {
-    let jpeg = {
-        let img = image::RgbImage::from_fn(1280, 720, |x, y| {
-            image::Rgb([(x / 5) as u8, (y / 3) as u8, 128])
-        });
-        let mut out = Cursor::new(Vec::new());
-        img.write_to(&mut out, image::ImageFormat::Jpeg)
-            .expect("jpeg");
-        out.into_inner()
-    };
-    let mask = {
-        let img = image::GrayImage::from_fn(1280, 720, |x, _| {
-            image::Luma([if x < 640 { 255 } else { 0 }])
-        });
-        let mut out = Cursor::new(Vec::new());
-        img.write_to(&mut out, image::ImageFormat::Png)
-            .expect("png");
-        out.into_inner()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-        let path = uri.path().to_owned();
-        let (bytes, kind) = if path.ends_with(".mp4") {
-            (clip.clone(), "video/mp4")
-        } else if path.ends_with(".png") {
-            (mask.clone(), "image/png")
-        } else {
-            (jpeg.clone(), "image/jpeg")
-        };
-        async move { ([("content-type", kind)], bytes) }
-    });
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    base
-}
-
-/// Points every URL in a request body at `base`, keeping its path and query.
-fn rehost(value: &mut Value, base: &str) {
-    match value {
-        Value::String(s) if s.starts_with("http://") || s.starts_with("https://") => {
-            if let Ok(url) = url::Url::parse(s) {
-                let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
-                *s = format!("{base}{}{query}", url.path());
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| rehost(v, base)),
-        Value::Object(map) => map.values_mut().for_each(|v| rehost(v, base)),
-        _ => {}
-    }
 }
 
 /// Every example request body of the unified dialect's source document, as published, run

@@ -15,8 +15,8 @@ use kinora_media::source::InlinePolicy;
 use serde_json::Value;
 
 use super::error::OfficialError;
-use super::http::{caller, json_body, parse_page, query_pairs, respond, MOUNTS};
 use super::fields::from_unified;
+use super::http::{caller, json_body, parse_page, query_pairs, respond, MOUNTS};
 use crate::elements::{self, ElementError};
 use crate::http::RequestId;
 use crate::unified::elements::{deleted_data, element_object, parse_create_as, parse_delete};

@@ -40,7 +40,11 @@ pub(super) fn invalid(message: impl Into<String>) -> OfficialError {
 
 /// `model_name`, or the legacy `model` when it is absent (§2), or the endpoint's default; a name
 /// no endpoint knows is 1203.
-pub(super) fn model_name(body: &mut Body<'_>, table: &CapabilityTable, default: &str) -> Result<String> {
+pub(super) fn model_name(
+    body: &mut Body<'_>,
+    table: &CapabilityTable,
+    default: &str,
+) -> Result<String> {
     // Both are read, so a `model` beside `model_name` is not kept as an unknown field.
     let legacy = body.value("model");
     let given = body.value("model_name").or(legacy);
@@ -240,7 +244,6 @@ pub(super) fn multi_shot(
     }))
 }
 
-
 /// The shot types of text2video and image2video (§7.8).
 pub(super) const ALL_SHOT_TYPES: [&str; 2] = ["customize", "intelligence"];
 
@@ -273,7 +276,12 @@ pub(super) fn prompt(
 
 /// An image or video field as sent: a URL, or raw Base64 where `inline` (a `data:` prefix
 /// is refused with Kling's own message, §2).
-pub(super) fn media(param: &str, value: &str, slot: MediaSlot, inline: bool) -> Result<PendingMedia> {
+pub(super) fn media(
+    param: &str,
+    value: &str,
+    slot: MediaSlot,
+    inline: bool,
+) -> Result<PendingMedia> {
     let policy = if inline {
         InlinePolicy::RawBase64Only
     } else {

@@ -21,9 +21,9 @@ use super::submit::{
 };
 use super::task::{feature, task_object};
 use crate::auth::Caller;
+use crate::extend;
 use crate::http::RequestId;
 use crate::unified::error::UnifiedError;
-use crate::extend;
 use crate::unified::service::create_task;
 use crate::Services;
 

@@ -188,9 +188,8 @@ pub fn parse_image2video(value: &Value, table: &CapabilityTable) -> Result<Parse
             groups.join(" and ")
         )));
     }
-    if !image && (brush || camera.is_some()) {
-        return Err(invalid(format!("{} needs image", groups.join(" and "))));
-    }
+    // Without `image` there is an `image_tail`, so a mask or camera control alone was refused
+    // just above: each needs `image`.
     if !elements.is_empty() && !voices.is_empty() {
         return Err(invalid("element_list cannot be combined with voice_list"));
     }
@@ -300,14 +299,7 @@ pub fn parse_multi_image2video(value: &Value, table: &CapabilityTable) -> Result
     let aspect = shared(body.choice("aspect_ratio", &ASPECT_RATIOS))?.unwrap_or("16:9");
     let watermark = watermark(&mut body)?;
     let (callback_url, external_task_id) = common(&mut body)?;
-    check_capabilities(
-        table,
-        "multi-image2video",
-        &model,
-        mode,
-        Some(seconds),
-        &[],
-    )?;
+    check_capabilities(table, "multi-image2video", &model, mode, Some(seconds), &[])?;
     let request = GenerationRequest {
         prompt,
         negative_prompt,

@@ -2,8 +2,8 @@
 //! videos as kinora-served URLs with the duration as a string.
 
 use kinora_core::request::ExtendRequest;
-use serde::Deserialize;
 use kinora_core::{Task, TaskKind, TaskState};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::files::FileUrls;

@@ -292,7 +292,11 @@ pub(super) fn parse_o1(mut body: Body<'_>) -> Result<ParsedSubmit> {
         Some(s)
     };
     check_references(&prompt, images.len(), elements.len(), video.is_some())?;
-    let media = omni_media(&images, video.map(|(url, _, _)| url), InlinePolicy::Base64OrDataUri)?;
+    let media = omni_media(
+        &images,
+        video.map(|(url, _, _)| url),
+        InlinePolicy::Base64OrDataUri,
+    )?;
     let request = GenerationRequest {
         prompt,
         mode: Some(mode.to_owned()),
@@ -329,7 +333,11 @@ pub(crate) struct OmniShape {
 }
 
 impl OmniShape {
-    pub(crate) fn of(images: &[ListedImage<'_>], elements: usize, video: Option<&'static str>) -> Self {
+    pub(crate) fn of(
+        images: &[ListedImage<'_>],
+        elements: usize,
+        video: Option<&'static str>,
+    ) -> Self {
         let count = |role: Role| images.iter().filter(|i| i.role == role).count();
         Self {
             firsts: count(Role::FirstFrame),
@@ -357,7 +365,8 @@ impl OmniShape {
 
     /// Rules 1–7 of §7.7 and the `aspect_ratio` rule; `image_param` names the image field.
     pub(crate) fn check_lists(&self, image_param: &str, has_aspect: bool) -> Result<()> {
-        let limit = |param: &str, message: String| Err(UnifiedError::unsupported(Some(param), message));
+        let limit =
+            |param: &str, message: String| Err(UnifiedError::unsupported(Some(param), message));
         if self.firsts > 1 || self.ends > 1 {
             return limit(
                 image_param,
@@ -482,7 +491,12 @@ pub(crate) fn omni_media(
 }
 
 /// `<<<image_N>>>`, `<<<element_N>>>` and `<<<video_1>>>` point into their lists (§7.7).
-pub(crate) fn check_references(prompt: &str, images: usize, elements: usize, video: bool) -> Result<()> {
+pub(crate) fn check_references(
+    prompt: &str,
+    images: usize,
+    elements: usize,
+    video: bool,
+) -> Result<()> {
     let out_of = |name: &str, len: usize| {
         prompt_tags(prompt, name)
             .into_iter()

@@ -483,7 +483,12 @@ pub(crate) fn dynamic_masks(
                 ))
             }
         };
-        media.push(pending(&mask_param, mask, MediaSlot::DynamicMask(i), policy)?);
+        media.push(pending(
+            &mask_param,
+            mask,
+            MediaSlot::DynamicMask(i),
+            policy,
+        )?);
         let traj_param = format!("{at}.trajectories");
         let points = match group.get("trajectories") {
             Some(Value::Array(points)) => points,
