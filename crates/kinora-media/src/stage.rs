@@ -147,6 +147,36 @@ impl Stager {
         max_bytes: u64,
         rules: &VideoRules,
     ) -> Result<StagedInput, MediaError> {
+        // The container is only known after probing; store under a neutral name first.
+        let key = input_key(task, field, "video")?;
+        self.video_into(field, value, max_bytes, rules, key).await
+    }
+
+    /// Fetches a video URL into an element's files as `{name}` (no extension: the container
+    /// is only known after probing), under the same guard and rules as [`Self::video`].
+    pub async fn element_video(
+        &self,
+        element_id: i64,
+        name: &str,
+        field: &str,
+        value: &str,
+        max_bytes: u64,
+        rules: &VideoRules,
+    ) -> Result<StagedInput, MediaError> {
+        let key = keys::element_file(element_id, name).map_err(|e| {
+            MediaError::new(field, MediaErrorKind::InvalidUrl, e.message().to_owned())
+        })?;
+        self.video_into(field, value, max_bytes, rules, key).await
+    }
+
+    async fn video_into(
+        &self,
+        field: &str,
+        value: &str,
+        max_bytes: u64,
+        rules: &VideoRules,
+        key: ObjectKey,
+    ) -> Result<StagedInput, MediaError> {
         let MediaSource::Url(url) = MediaSource::parse(field, value, InlinePolicy::UrlOnly)? else {
             return Err(MediaError::new(
                 field,
@@ -154,8 +184,6 @@ impl Stager {
                 "must be an absolute http:// or https:// URL",
             ));
         };
-        // The container is only known after probing; store under a neutral name first.
-        let key = input_key(task, field, "video")?;
         let stored = self
             .fetcher
             .fetch_to_storage(field, &url, max_bytes, &self.storage, &key)

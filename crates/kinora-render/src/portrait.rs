@@ -4,7 +4,12 @@
 //! element's name. They are real JPEGs, drawn deterministically, so a fresh install has a
 //! usable preset library without downloading anything.
 
+use std::sync::Arc;
+
 use crate::cover::cover_jpeg;
+use crate::engine::CancelFlag;
+use crate::plan::Size;
+use crate::source::SourceVideo;
 use crate::engine::RenderError;
 use crate::overlay::Caption;
 use crate::scene::Scene;
@@ -31,6 +36,23 @@ pub fn element_portrait(name: &str, description: &str, view: u32) -> Result<Vec<
     )?
     .draw(0, &mut frame);
     cover_jpeg(&frame).map_err(|e| RenderError::Internal(format!("portrait JPEG: {e}")))
+}
+
+/// The first picture of a clip as a JPEG, at the clip's display size: the front view of an
+/// element described by a video. Fails with a client error for a clip the engine cannot
+/// decode.
+pub fn video_still(clip: &[u8]) -> Result<Vec<u8>, RenderError> {
+    let source = SourceVideo::open(Arc::from(clip))?;
+    let (width, height) = source.display_size();
+    // Frames are 4:2:0: an odd side loses its last pixel.
+    let size = Size::new(width & !1, height & !1);
+    let mut first = None;
+    source.for_each_frame_24(size, 0..1, &CancelFlag::new(), |_, frame| {
+        first = Some(frame.clone());
+        Ok(())
+    })?;
+    let frame = first.ok_or_else(|| RenderError::Client("the clip has no picture".to_owned()))?;
+    cover_jpeg(&frame).map_err(|e| RenderError::Internal(format!("still JPEG: {e}")))
 }
 
 #[cfg(test)]

@@ -12,10 +12,14 @@ use kinora_core::request::{ElementRef, MediaRef};
 use kinora_core::{AccountId, Error, ErrorCode, TaskId};
 use kinora_media::image::ImageRules;
 use kinora_media::source::{InlinePolicy, MediaSource};
+use kinora_media::video::{VideoRules, ELEMENT_REFERENCE_MAX_BYTES};
 use kinora_media::{MediaError, MediaErrorKind};
-use kinora_render::portrait::element_portrait;
+use kinora_render::portrait::{element_portrait, video_still};
+use kinora_render::RenderError;
 use kinora_storage::{keys, ObjectStorage};
-use kinora_store::{Element, ElementImage, NewElement, Store, MAX_ELEMENT_ID};
+use kinora_store::{
+    Element, ElementCreation, ElementImage, NewElement, ReferenceType, Store, MAX_ELEMENT_ID,
+};
 use rand::Rng;
 use tracing::{info, warn};
 
@@ -180,6 +184,10 @@ pub async fn install_presets(store: &dyn Store, storage: &ObjectStorage) -> Resu
                 frontal_image,
                 refer_images: images,
                 tags: preset.tags.iter().map(|t| (*t).to_owned()).collect(),
+                reference_type: ReferenceType::ImageRefer,
+                refer_video: None,
+                voice_id: None,
+                creation: None,
             })
             .await?;
     }
@@ -192,14 +200,34 @@ pub async fn install_presets(store: &dyn Store, storage: &ObjectStorage) -> Resu
 pub struct CustomElementInput {
     pub name: String,
     pub description: String,
-    /// (request field, URL or Base64) of the front view.
-    pub frontal_image: (String, String),
-    /// (request field, URL or Base64) of each other view.
-    pub refer_images: Vec<(String, String)>,
+    pub views: ElementViews,
     /// Known tag ids.
     pub tags: Vec<String>,
     /// What the dialect accepts besides URLs.
     pub inline: InlinePolicy,
+    /// A voice bound to the element (clip elements only).
+    pub voice_id: Option<String>,
+    /// For the task-based API: the creation task's external id and callback URL.
+    pub creation: Option<CreationRequest>,
+}
+
+/// What an element is described by; each input is (request field, value as sent).
+#[derive(Debug)]
+pub enum ElementViews {
+    /// A front view (URL or Base64) and 1-3 other views.
+    Images {
+        frontal: (String, String),
+        others: Vec<(String, String)>,
+    },
+    /// A clip URL: 3-8 s of 1080p, 16:9 or 9:16. Its first picture becomes the front view.
+    Video((String, String)),
+}
+
+/// The task fields of a task-based element creation.
+#[derive(Debug, Default)]
+pub struct CreationRequest {
+    pub external_task_id: Option<String>,
+    pub callback_url: Option<String>,
 }
 
 /// Why an element operation was refused.
@@ -211,6 +239,8 @@ pub enum ElementError {
     NotFound(i64),
     /// Presets belong to everyone and cannot be deleted.
     Preset(i64),
+    /// The account already used this external task id for another element task.
+    DuplicateExternalTaskId(String),
     /// A fault of the server or its storage.
     Internal(String),
 }
@@ -262,36 +292,122 @@ pub async fn create_custom(
     ))
 }
 
+/// The clip frame a video element's picture must have: 1080p, landscape or portrait.
+const CLIP_FRAMES: [(u32, u32); 2] = [(1920, 1080), (1080, 1920)];
+
+async fn stage_image(
+    services: &Services,
+    id: i64,
+    view: usize,
+    (field, value): &(String, String),
+    inline: InlinePolicy,
+) -> Result<ElementImage, ElementError> {
+    let name = view_name(u32::try_from(view).unwrap_or(u32::MAX));
+    let staged = services
+        .stager
+        .element_image(id, &name, field, value, inline, ImageRules::STANDARD)
+        .await
+        .map_err(image_error)?;
+    Ok(ElementImage {
+        key: staged.key,
+        source_url: source_url(field, value, inline),
+    })
+}
+
+fn source_url(field: &str, value: &str, inline: InlinePolicy) -> Option<String> {
+    match MediaSource::parse(field, value, inline) {
+        Ok(MediaSource::Url(url)) => Some(url),
+        _ => None,
+    }
+}
+
+/// Stages the clip of a video element and draws its front view from the first picture.
+async fn stage_clip(
+    services: &Services,
+    id: i64,
+    (field, value): &(String, String),
+) -> Result<(ElementImage, ElementImage), ElementError> {
+    let staged = services
+        .stager
+        .element_video(
+            id,
+            "refer_video",
+            field,
+            value,
+            ELEMENT_REFERENCE_MAX_BYTES,
+            &VideoRules::element_reference(),
+        )
+        .await
+        .map_err(image_error)?;
+    if !CLIP_FRAMES.contains(&(staged.width, staged.height)) {
+        return Err(ElementError::Image {
+            field: field.clone(),
+            message: format!(
+                "{field}: the clip is {}x{}; it must be 1080p at 16:9 (1920x1080) or 9:16 (1080x1920)",
+                staged.width, staged.height
+            ),
+        });
+    }
+    let key = kinora_storage::ObjectKey::parse(&staged.key)?;
+    let clip = services.storage.get_bytes(&key).await?;
+    let field_name = field.clone();
+    let still = tokio::task::spawn_blocking(move || video_still(&clip))
+        .await
+        .map_err(|e| ElementError::Internal(format!("clip still: {e}")))?
+        .map_err(|e| match e {
+            RenderError::Client(message) => ElementError::Image {
+                field: field_name.clone(),
+                message: format!("{field_name}: {message}"),
+            },
+            other => ElementError::Internal(other.to_string()),
+        })?;
+    let front = keys::element_file(id, &format!("{}.jpg", view_name(0)))?;
+    services
+        .storage
+        .put_bytes(&front, Bytes::from(still))
+        .await?;
+    Ok((
+        ElementImage {
+            key: front.into_string(),
+            source_url: None,
+        },
+        ElementImage {
+            key: staged.key,
+            source_url: source_url(field, value, InlinePolicy::UrlOnly),
+        },
+    ))
+}
+
 async fn stage_and_store(
     services: &Services,
     account: AccountId,
     id: i64,
     input: &CustomElementInput,
 ) -> Result<Option<Element>, ElementError> {
-    let views = std::iter::once(&input.frontal_image).chain(&input.refer_images);
-    let staged = futures::future::try_join_all(views.enumerate().map(|(view, (field, value))| {
-        let name = view_name(u32::try_from(view).unwrap_or(u32::MAX));
-        async move {
-            let staged = services
-                .stager
-                .element_image(id, &name, field, value, input.inline, ImageRules::STANDARD)
-                .await
-                .map_err(image_error)?;
-            let source_url = match MediaSource::parse(field, value, input.inline) {
-                Ok(MediaSource::Url(url)) => Some(url),
-                _ => None,
-            };
-            Ok::<_, ElementError>(ElementImage {
-                key: staged.key,
-                source_url,
-            })
+    let (reference_type, frontal_image, refer_images, refer_video) = match &input.views {
+        ElementViews::Images { frontal, others } => {
+            let views = std::iter::once(frontal).chain(others);
+            let mut staged =
+                futures::future::try_join_all(views.enumerate().map(|(view, input_view)| {
+                    stage_image(services, id, view, input_view, input.inline)
+                }))
+                .await?
+                .into_iter();
+            let frontal_image = staged
+                .next()
+                .ok_or_else(|| ElementError::Internal("no front view staged".to_owned()))?;
+            (
+                ReferenceType::ImageRefer,
+                frontal_image,
+                staged.collect(),
+                None,
+            )
         }
-    }))
-    .await?;
-    let mut images = staged.into_iter();
-    let frontal_image = images
-        .next()
-        .ok_or_else(|| ElementError::Internal("no front view staged".to_owned()))?;
+        ElementViews::Video(clip) => {
+            let (still, video) = stage_clip(services, id, clip).await?;
+            (ReferenceType::VideoRefer, still, Vec::new(), Some(video))
+        }
+    };
     let created = services
         .store
         .create_element(NewElement {
@@ -300,8 +416,16 @@ async fn stage_and_store(
             name: input.name.clone(),
             description: input.description.clone(),
             frontal_image,
-            refer_images: images.collect(),
+            refer_images,
             tags: input.tags.clone(),
+            reference_type,
+            refer_video,
+            voice_id: input.voice_id.clone(),
+            creation: input.creation.as_ref().map(|c| ElementCreation {
+                task_id: TaskId::new(),
+                external_task_id: c.external_task_id.clone(),
+                callback_url: c.callback_url.clone(),
+            }),
         })
         .await;
     match created {
@@ -311,6 +435,9 @@ async fn stage_and_store(
         ))),
         // The id is taken: the caller draws another.
         Err(e) if e.code() == ErrorCode::InvalidInput => Ok(None),
+        Err(e) if e.code() == ErrorCode::DuplicateExternalTaskId => Err(
+            ElementError::DuplicateExternalTaskId(e.message().to_owned()),
+        ),
         Err(e) => Err(e.into()),
     }
 }

@@ -10,7 +10,7 @@ use kinora_server::unified::elements::{deleted_data, element_object, envelope};
 use kinora_server::unified::error::UnifiedError;
 use kinora_server::unified::http::{created_body, list_body};
 use kinora_server::unified::task::task_body;
-use kinora_store::{Element, ElementImage};
+use kinora_store::{Element, ElementCreation, ElementImage, ReferenceType};
 use serde_json::{json, Value};
 
 fn check(name: &str, value: &Value) {
@@ -158,6 +158,10 @@ fn element(account: Option<AccountId>) -> Element {
             source_url: account.map(|_| "https://example.com/fox-side.jpg".to_owned()),
         }],
         tags: vec!["o_103".into()],
+        reference_type: ReferenceType::ImageRefer,
+        refer_video: None,
+        voice_id: None,
+        creation: None,
         created_at: 1_736_762_400_000,
     }
 }
@@ -307,4 +311,48 @@ fn official_extension_and_create_refusals() {
     let (status, data_uri) = refusal(json!({"image": "data:image/png;base64,iVBORw0KGgo="}));
     assert_eq!(status, 400);
     check_in("official", "error_data_uri_image", &data_uri);
+}
+
+/// The task-based element API (§9.2): an element task of each reference type, and a preset
+/// as the newer API lists it.
+#[test]
+fn official_advanced_elements() {
+    use kinora_server::official::advanced_elements::{created_task, element_task};
+    use kinora_server::official::http::envelope;
+    let request_id = "3f2e1d0c-9b8a-4765-8432-10fedcba9876";
+    let task_id = TaskId::parse_any("01945f2b-7c00-7a11-8b22-3c4d5e6f7081").unwrap_or_default();
+    let mut views = element(Some(AccountId::new()));
+    views.creation = Some(ElementCreation {
+        task_id,
+        external_task_id: Some("fox-element".into()),
+        callback_url: None,
+    });
+    check_in(
+        "official",
+        "advanced_element_created",
+        &envelope(request_id, created_task(&views)),
+    );
+    check_in(
+        "official",
+        "advanced_element_task_image_refer",
+        &envelope(request_id, element_task(&views, &urls())),
+    );
+    let mut clip = views.clone();
+    clip.reference_type = ReferenceType::VideoRefer;
+    clip.refer_images = Vec::new();
+    clip.refer_video = Some(ElementImage {
+        key: format!("elements/{}/refer_video", clip.id),
+        source_url: Some("https://example.com/dancer.mp4".into()),
+    });
+    clip.voice_id = Some("voice-829".into());
+    check_in(
+        "official",
+        "advanced_element_task_video_refer",
+        &envelope(request_id, element_task(&clip, &urls())),
+    );
+    check_in(
+        "official",
+        "advanced_presets",
+        &envelope(request_id, json!([element_task(&element(None), &urls())])),
+    );
 }

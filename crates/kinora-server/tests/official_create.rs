@@ -536,3 +536,226 @@ async fn every_kind_renders_a_real_mp4_and_videos_extend() {
         (400, Some(1201), Some("video_id is invalid"))
     );
 }
+
+/// Downloads a finished task's video.
+async fn video_bytes(task: &Value) -> Vec<u8> {
+    let url = task["task_result"]["videos"][0]["url"]
+        .as_str()
+        .expect("url");
+    reqwest::get(url)
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes")
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn advanced_element_tasks_are_created_queried_listed_and_used() {
+    let server = server().await;
+    let path = "/v1/general/advanced-custom-elements";
+    // A 1080p landscape clip (kling-v1 pro) and a 720p portrait one (std).
+    let wide = create(&server, "text2video", json!({"model_name": "kling-v1", "mode": "pro", "prompt": "a dancer turning", "duration": "5"})).await;
+    let tall = create(
+        &server,
+        "text2video",
+        json!({"model_name": "kling-v1", "prompt": "a tall tower", "aspect_ratio": "9:16"}),
+    )
+    .await;
+    let wide = video_bytes(&finished(&server, "text2video", &wide).await).await;
+    let tall = video_bytes(&finished(&server, "text2video", &tall).await).await;
+    let wide_host = seed_media_server(wide).await;
+    let tall_host = seed_media_server(tall).await;
+
+    let views = json!({
+        "element_name": "Paper crane",
+        "element_description": "A folded paper crane",
+        "reference_type": "image_refer",
+        "element_image_list": {"frontal_image": png_base64(500, 500), "refer_images": [{"image_url": format!("{wide_host}/side.jpg")}]},
+        "tag_list": [{"tag_id": "o_104"}],
+        "external_task_id": "crane",
+    });
+    let (status, created) = official_post(&server, &server.key, path, views.clone()).await;
+    assert_eq!(status, 200, "{created}");
+    let image_task = created["data"]["task_id"]
+        .as_str()
+        .expect("task_id")
+        .to_owned();
+    assert_eq!(
+        (
+            &created["data"]["task_status"],
+            &created["data"]["task_info"]
+        ),
+        (&json!("succeed"), &json!({"external_task_id": "crane"}))
+    );
+    let clip = json!({
+        "element_name": "Dancer",
+        "element_description": "A dancer turning on a stage",
+        "reference_type": "video_refer",
+        "element_video_list": {"refer_videos": [{"video_url": format!("{wide_host}/dancer.mp4")}]},
+        "element_voice_id": "voice-829",
+    });
+    let (status, created) = official_post(&server, &server.key, path, clip.clone()).await;
+    assert_eq!(status, 200, "{created}");
+    let clip_task = created["data"]["task_id"]
+        .as_str()
+        .expect("task_id")
+        .to_owned();
+
+    // Found by task id (at the root and under /kling), by external id in every form.
+    for lookup in [
+        format!("{path}/{image_task}"),
+        format!("/kling{path}/{image_task}"),
+        format!("{path}/crane"),
+        format!("{path}/crane?external_task_id=true"),
+        format!("{path}?external_task_id=crane"),
+        format!("{path}?task_id={image_task}"),
+    ] {
+        let (status, body) = official_get(&server, Some(&server.key), &lookup).await;
+        assert_eq!(status, 200, "{lookup}: {body}");
+        let element = &body["data"]["task_result"]["elements"][0];
+        assert_eq!(
+            (
+                &body["data"]["task_id"],
+                &element["element_name"],
+                &element["reference_type"]
+            ),
+            (
+                &json!(image_task),
+                &json!("Paper crane"),
+                &json!("image_refer")
+            ),
+            "{lookup}"
+        );
+        assert_eq!(
+            element["element_image_list"]["refer_images"][0]["image_url"],
+            json!(format!("{wide_host}/side.jpg"))
+        );
+    }
+    let (_, body) = official_get(&server, Some(&server.key), &format!("{path}/{clip_task}")).await;
+    let dancer = body["data"]["task_result"]["elements"][0].clone();
+    assert_eq!(dancer["reference_type"], "video_refer");
+    assert_eq!(
+        dancer["element_video_list"]["refer_videos"][0]["video_url"],
+        json!(format!("{wide_host}/dancer.mp4"))
+    );
+    assert_eq!(
+        dancer["element_voice_info"],
+        json!({"voice_id": "voice-829"})
+    );
+    // Listed newest first; the older API's elements are not element tasks.
+    let (status, older) = official_post(&server, &server.key, "/v1/general/custom-elements", json!({
+        "element_name": "Kite", "element_description": "A red kite",
+        "element_frontal_image": png_base64(400, 400), "element_refer_list": [{"image_url": png_base64(400, 400)}],
+    })).await;
+    assert_eq!(status, 200, "{older}");
+    let (_, listed) = official_get(
+        &server,
+        Some(&server.key),
+        &format!("{path}?pageNum=1&pageSize=10"),
+    )
+    .await;
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|t| t["task_id"].as_str())
+        .collect();
+    assert_eq!(ids, [clip_task.as_str(), image_task.as_str()]);
+    let (_, presets) = official_get(
+        &server,
+        Some(&server.key),
+        "/v1/general/advanced-presets-elements",
+    )
+    .await;
+    let presets = presets["data"].as_array().expect("array").clone();
+    assert_eq!(presets.len(), 8);
+    assert!(presets
+        .iter()
+        .all(|p| p["task_status"] == "succeed"
+            && p["task_result"]["elements"][0]["owned_by"] == "kling"));
+
+    // The clip element works in an omni request: its front view is the clip's first picture.
+    let element_id = dancer["element_id"].as_i64().expect("element_id");
+    let (_, _, plain) = server.get(&server.key, "/v1/elements/custom").await;
+    let front = plain["data"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|e| e["element_id"] == element_id)
+        .and_then(|e| e["element_frontal_image"].as_str())
+        .expect("front view")
+        .to_owned();
+    let still = reqwest::get(&front)
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    let still = image::load_from_memory(&still).expect("a JPEG");
+    assert_eq!((still.width(), still.height()), (1920, 1080));
+    let omni = create(&server, "omni-video", json!({"prompt": "<<<element_1>>> on a beach", "element_list": [{"element_id": element_id}], "aspect_ratio": "16:9"})).await;
+    let omni = finished(&server, "omni-video", &omni).await;
+    assert_eq!(probe(&omni).await.duration_ms, 5000);
+
+    // Refusals: a duplicate external id, a clip that is not 1080p, another account's lookups.
+    let mut again = views.clone();
+    again["element_name"] = json!("Second crane");
+    let mut wrong_clip = clip.clone();
+    wrong_clip["element_video_list"] =
+        json!({"refer_videos": [{"video_url": format!("{tall_host}/tower.mp4")}]});
+    expect_refusals(
+        &server,
+        path,
+        vec![
+            (
+                again,
+                400,
+                1201,
+                "external_task_id `crane` is already used by another element task of this account",
+            ),
+            (
+                wrong_clip,
+                400,
+                1201,
+                "element_video_list.refer_videos[0].video_url: width 720 px is outside 1080..1920 px",
+            ),
+            (
+                json!({"element_name": "x"}),
+                400,
+                1201,
+                "element_description is required",
+            ),
+        ],
+    )
+    .await;
+    let other = server
+        .services
+        .store
+        .create_account("b")
+        .await
+        .expect("account");
+    let other_key = auth::issue_key(&*server.services.store, Some(other.id), "b")
+        .await
+        .expect("key")
+        .secret;
+    for lookup in [format!("{path}/{image_task}"), format!("{path}/crane")] {
+        let (status, body) = official_get(&server, Some(&other_key), &lookup).await;
+        assert_eq!((status, body["code"].as_i64()), (404, Some(1203)), "{body}");
+    }
+    let (_, theirs) = official_get(&server, Some(&other_key), path).await;
+    assert_eq!(theirs["data"], json!([]));
+    // Deleting the element ends its task's visibility.
+    let (status, _) = official_post(
+        &server,
+        &server.key,
+        "/v1/general/delete-elements",
+        json!({"element_id": element_id}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, gone) =
+        official_get(&server, Some(&server.key), &format!("{path}/{clip_task}")).await;
+    assert_eq!((status, gone["code"].as_i64()), (404, Some(1203)));
+}

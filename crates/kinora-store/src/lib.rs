@@ -132,7 +132,47 @@ pub struct Element {
     pub refer_images: Vec<ElementImage>,
     /// Tag ids (`o_101` …).
     pub tags: Vec<String>,
+    /// `image_refer` (the views above) or `video_refer` (a clip; the front view is then a
+    /// still drawn from it).
+    pub reference_type: ReferenceType,
+    pub refer_video: Option<ElementImage>,
+    pub voice_id: Option<String>,
+    /// Set for elements created through the task-based element API.
+    pub creation: Option<ElementCreation>,
     pub created_at: i64,
+}
+
+/// How an element was described.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum ReferenceType {
+    ImageRefer,
+    VideoRefer,
+}
+
+impl ReferenceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ImageRefer => "image_refer",
+            Self::VideoRefer => "video_refer",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "image_refer" => Some(Self::ImageRefer),
+            "video_refer" => Some(Self::VideoRefer),
+            _ => None,
+        }
+    }
+}
+
+/// The task an element was created by: clients of the task-based API query the element by
+/// its id or by their own external id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ElementCreation {
+    pub task_id: TaskId,
+    pub external_task_id: Option<String>,
+    pub callback_url: Option<String>,
 }
 
 /// An element to store under a chosen id.
@@ -145,10 +185,15 @@ pub struct NewElement {
     pub frontal_image: ElementImage,
     pub refer_images: Vec<ElementImage>,
     pub tags: Vec<String>,
+    pub reference_type: ReferenceType,
+    pub refer_video: Option<ElementImage>,
+    pub voice_id: Option<String>,
+    pub creation: Option<ElementCreation>,
 }
 
-/// One image of an element: the stored copy, and the URL it was fetched from (absent for
-/// Base64 input and for presets), which the element endpoints echo back.
+/// One image of an element (or its reference clip): the stored copy, and the URL it was
+/// fetched from (absent for Base64 input and for presets), which the element endpoints echo
+/// back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ElementImage {
     pub key: String,
@@ -366,6 +411,23 @@ pub trait Store: Send + Sync + 'static {
     async fn list_elements(
         &self,
         account: Option<AccountId>,
+        page: u32,
+        page_size: u32,
+    ) -> Result<Vec<Element>>;
+    /// An element the account created through the task-based API, by its creation task's id
+    /// or by the external id the account gave that task.
+    async fn get_element_by_task(&self, account: AccountId, task_id: TaskId)
+        -> Result<Option<Element>>;
+    async fn find_element_by_external_task_id(
+        &self,
+        account: AccountId,
+        external_task_id: &str,
+    ) -> Result<Option<Element>>;
+    /// A page (1-based) of the account's elements created through the task-based API,
+    /// newest first.
+    async fn list_element_tasks(
+        &self,
+        account: AccountId,
         page: u32,
         page_size: u32,
     ) -> Result<Vec<Element>>;

@@ -3,7 +3,9 @@
 use kinora_core::{AccountId, Error, FailureClass, JobKind, Task, TaskId};
 use uuid::Uuid;
 
-use crate::{AccessKey, Account, ApiKey, Element, Job, JobState, Result};
+use crate::{
+    AccessKey, Account, ApiKey, Element, ElementCreation, Job, JobState, ReferenceType, Result,
+};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct AccountRow {
@@ -79,6 +81,12 @@ pub(crate) struct ElementRow {
     pub frontal_image: String,
     pub refer_images: String,
     pub tags: String,
+    pub reference_type: String,
+    pub refer_video: Option<String>,
+    pub voice_id: Option<String>,
+    pub task_id: Option<String>,
+    pub external_task_id: Option<String>,
+    pub callback_url: Option<String>,
     pub created_at: i64,
 }
 
@@ -98,6 +106,29 @@ impl ElementRow {
             frontal_image: parse(self.id, &self.frontal_image, "frontal_image")?,
             refer_images: parse(self.id, &self.refer_images, "refer_images")?,
             tags: parse(self.id, &self.tags, "tags")?,
+            reference_type: ReferenceType::parse(&self.reference_type).ok_or_else(|| {
+                Error::internal(format!(
+                    "element {} reference_type `{}` is unknown",
+                    self.id, self.reference_type
+                ))
+            })?,
+            refer_video: self
+                .refer_video
+                .as_deref()
+                .map(|v| parse(self.id, v, "refer_video"))
+                .transpose()?,
+            voice_id: self.voice_id,
+            creation: self
+                .task_id
+                .as_deref()
+                .map(|t| {
+                    Ok::<_, Error>(ElementCreation {
+                        task_id: TaskId::from_uuid(uuid(t)?),
+                        external_task_id: self.external_task_id.clone(),
+                        callback_url: self.callback_url.clone(),
+                    })
+                })
+                .transpose()?,
             name: self.name,
             description: self.description,
             created_at: self.created_at,

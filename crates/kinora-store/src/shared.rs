@@ -30,7 +30,8 @@ macro_rules! access_key_columns {
 
 macro_rules! element_columns {
     () => {
-        "id, account_id, name, description, frontal_image, refer_images, tags, created_at"
+        "id, account_id, name, description, frontal_image, refer_images, tags, reference_type, \
+         refer_video, voice_id, task_id, external_task_id, callback_url, created_at"
     };
 }
 
@@ -200,7 +201,8 @@ macro_rules! impl_store {
                     // Plain structs, strings and lists of them always serialise.
                     serde_json::to_string(value).unwrap_or_default()
                 }
-                let inserted = sqlx::query("INSERT INTO elements (id, account_id, name, description, frontal_image, refer_images, tags, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING")
+                let creation = element.creation.as_ref();
+                let inserted = sqlx::query("INSERT INTO elements (id, account_id, name, description, frontal_image, refer_images, tags, reference_type, refer_video, voice_id, task_id, external_task_id, callback_url, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING")
                     .bind(element.id)
                     .bind(element.account_id.map(|a| a.to_string()))
                     .bind(&element.name)
@@ -208,10 +210,30 @@ macro_rules! impl_store {
                     .bind(json(&element.frontal_image))
                     .bind(json(&element.refer_images))
                     .bind(json(&element.tags))
+                    .bind(element.reference_type.as_str())
+                    .bind(element.refer_video.as_ref().map(json))
+                    .bind(element.voice_id.as_deref())
+                    .bind(creation.map(|c| c.task_id.to_string()))
+                    .bind(creation.and_then(|c| c.external_task_id.as_deref()))
+                    .bind(creation.and_then(|c| c.callback_url.as_deref()))
                     .bind(now)
                     .execute(&self.write)
                     .await
-                    .map_err(|e| $crate::error::db_error("create element", e))?;
+                    .map_err(|e| {
+                        // The id conflict is handled below; the other unique key is the
+                        // account's external task id.
+                        if $crate::error::is_unique_violation(&e) {
+                            kinora_core::Error::new(
+                                kinora_core::ErrorCode::DuplicateExternalTaskId,
+                                format!(
+                                    "external_task_id `{}` is already used by another element task of this account",
+                                    creation.and_then(|c| c.external_task_id.as_deref()).unwrap_or_default()
+                                ),
+                            )
+                        } else {
+                            $crate::error::db_error("create element", e)
+                        }
+                    })?;
                 if inserted.rows_affected() == 0 {
                     if element.account_id.is_none() {
                         return Ok(None);
@@ -226,8 +248,48 @@ macro_rules! impl_store {
                     frontal_image: element.frontal_image,
                     refer_images: element.refer_images,
                     tags: element.tags,
+                    reference_type: element.reference_type,
+                    refer_video: element.refer_video,
+                    voice_id: element.voice_id,
+                    creation: element.creation,
                     created_at: now,
                 }))
+            }
+
+            async fn get_element_by_task(&self, account: kinora_core::AccountId, task_id: kinora_core::TaskId) -> $crate::Result<Option<$crate::Element>> {
+                sqlx::query_as::<_, $crate::rows::ElementRow>(concat!("SELECT ", $crate::shared::element_columns!(), " FROM elements WHERE task_id = $1 AND account_id = $2 AND deleted_at IS NULL"))
+                    .bind(task_id.to_string())
+                    .bind(account.to_string())
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("get element by task", e))?
+                    .map($crate::rows::ElementRow::into_element)
+                    .transpose()
+            }
+
+            async fn find_element_by_external_task_id(&self, account: kinora_core::AccountId, external_task_id: &str) -> $crate::Result<Option<$crate::Element>> {
+                sqlx::query_as::<_, $crate::rows::ElementRow>(concat!("SELECT ", $crate::shared::element_columns!(), " FROM elements WHERE external_task_id = $1 AND account_id = $2 AND deleted_at IS NULL"))
+                    .bind(external_task_id)
+                    .bind(account.to_string())
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("find element by external task id", e))?
+                    .map($crate::rows::ElementRow::into_element)
+                    .transpose()
+            }
+
+            async fn list_element_tasks(&self, account: kinora_core::AccountId, page: u32, page_size: u32) -> $crate::Result<Vec<$crate::Element>> {
+                let offset = i64::from(page.max(1) - 1) * i64::from(page_size);
+                sqlx::query_as::<_, $crate::rows::ElementRow>(concat!("SELECT ", $crate::shared::element_columns!(), " FROM elements WHERE account_id = $1 AND task_id IS NOT NULL AND deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"))
+                    .bind(account.to_string())
+                    .bind(i64::from(page_size))
+                    .bind(offset)
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("list element tasks", e))?
+                    .into_iter()
+                    .map($crate::rows::ElementRow::into_element)
+                    .collect()
             }
 
             async fn get_element(&self, account: kinora_core::AccountId, id: i64) -> $crate::Result<Option<$crate::Element>> {

@@ -10,8 +10,8 @@ use kinora_core::{
 };
 use kinora_store::testing::{self, TestDatabase};
 use kinora_store::{
-    ElementImage, JobState, NewAccessKey, NewApiKey, NewElement, NewJob, RetryOutcome, Store,
-    TaskTransition,
+    ElementCreation, ElementImage, JobState, NewAccessKey, NewApiKey, NewElement, NewJob,
+    ReferenceType, RetryOutcome, Store, TaskTransition,
 };
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -96,6 +96,7 @@ on_both_backends!(
     bootstrap_happens_once(kinora_core::time::SystemClock),
     server_secrets_are_created_once(super::manual_clock()),
     elements_are_scoped_paged_and_deleted(super::manual_clock()),
+    element_tasks_are_found_by_either_id_and_listed(super::manual_clock()),
     access_keys_are_found_revoked_and_scoped(super::manual_clock()),
     api_keys_are_found_by_hash_and_scoped_by_account(super::manual_clock()),
     enqueue_wakes_waiting_workers(kinora_core::time::SystemClock),
@@ -171,7 +172,96 @@ fn element(id: i64, account: Option<AccountId>, name: &str) -> NewElement {
             source_url: Some(format!("https://example.com/{id}/side.png")),
         }],
         tags: vec!["o_102".to_owned()],
+        reference_type: ReferenceType::ImageRefer,
+        refer_video: None,
+        voice_id: None,
+        creation: None,
     }
+}
+
+/// An element created through the task-based API: from a clip, with a voice.
+fn element_task(id: i64, account: AccountId, external: Option<&str>) -> NewElement {
+    NewElement {
+        reference_type: ReferenceType::VideoRefer,
+        refer_video: Some(ElementImage {
+            key: format!("elements/{id}/refer.mp4"),
+            source_url: Some("https://example.com/clip.mp4".to_owned()),
+        }),
+        voice_id: Some("voice-7".to_owned()),
+        creation: Some(ElementCreation {
+            task_id: TaskId::new(),
+            external_task_id: external.map(str::to_owned),
+            callback_url: Some("https://example.com/hook".to_owned()),
+        }),
+        ..element(id, Some(account), "clip")
+    }
+}
+
+async fn element_tasks_are_found_by_either_id_and_listed(db: TestDatabase, clock: ManualClock) {
+    let store = db.store;
+    let a = store.create_account("a").await.expect("a").id;
+    let b = store.create_account("b").await.expect("b").id;
+    store
+        .create_element(element(2_000_000, Some(a), "views"))
+        .await
+        .expect("plain")
+        .expect("stored");
+    let mut made = Vec::new();
+    for (id, external) in [(2_000_001, Some("el-1")), (2_000_002, None)] {
+        clock.advance(Duration::from_millis(10));
+        made.push(
+            store
+                .create_element(element_task(id, a, external))
+                .await
+                .expect("task")
+                .expect("stored"),
+        );
+    }
+    let first = made[0].clone();
+    let task_id = first.creation.as_ref().expect("creation").task_id;
+    assert_eq!(
+        store.get_element_by_task(a, task_id).await.expect("get"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store
+            .find_element_by_external_task_id(a, "el-1")
+            .await
+            .expect("find"),
+        Some(first.clone())
+    );
+    assert_eq!(first.reference_type, ReferenceType::VideoRefer);
+    assert_eq!(first.voice_id.as_deref(), Some("voice-7"));
+    // Another account sees nothing, and may reuse the external id.
+    assert_eq!(store.get_element_by_task(b, task_id).await.expect("get"), None);
+    assert_eq!(
+        store
+            .find_element_by_external_task_id(b, "el-1")
+            .await
+            .expect("find"),
+        None
+    );
+    assert!(store
+        .create_element(element_task(2_000_003, b, Some("el-1")))
+        .await
+        .expect("b's own")
+        .is_some());
+    let duplicate = store
+        .create_element(element_task(2_000_004, a, Some("el-1")))
+        .await
+        .expect_err("duplicate external id");
+    assert_eq!(duplicate.code(), ErrorCode::DuplicateExternalTaskId);
+    // Only elements made by tasks are listed, newest first.
+    let listed: Vec<i64> = store
+        .list_element_tasks(a, 1, 30)
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(listed, [2_000_002, 2_000_001]);
+    assert!(store.delete_element(a, 2_000_001).await.expect("delete"));
+    assert_eq!(store.get_element_by_task(a, task_id).await.expect("get"), None);
 }
 
 async fn elements_are_scoped_paged_and_deleted(db: TestDatabase, clock: ManualClock) {

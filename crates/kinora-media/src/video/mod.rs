@@ -20,7 +20,9 @@ use self::moov::Movie;
 use crate::range::RangeRead;
 use crate::{MediaError, MediaErrorKind};
 
-pub use self::rules::{VideoRules, MOTION_CONTROL_MAX_BYTES, OMNI_REFERENCE_MAX_BYTES};
+pub use self::rules::{
+    VideoRules, ELEMENT_REFERENCE_MAX_BYTES, MOTION_CONTROL_MAX_BYTES, OMNI_REFERENCE_MAX_BYTES,
+};
 
 /// The largest `moov` box read, and the budget for all `moof` boxes together. A long
 /// feature film's index is a few MiB; more than this is not a clip worth probing.

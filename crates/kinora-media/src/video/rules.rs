@@ -7,6 +7,8 @@ use crate::{MediaError, MediaErrorKind};
 pub const MOTION_CONTROL_MAX_BYTES: u64 = 100 * 1024 * 1024;
 /// Omni `video_list[].video_url` takes at most this many bytes.
 pub const OMNI_REFERENCE_MAX_BYTES: u64 = 200 * 1024 * 1024;
+/// An element's reference clip takes at most this many bytes.
+pub const ELEMENT_REFERENCE_MAX_BYTES: u64 = 200 * 1024 * 1024;
 
 /// An average frame rate this close to a limit counts as on it. The average divides the
 /// sample count by the summed sample durations, so a clip recorded at exactly 24 or 60 fps can
@@ -48,6 +50,19 @@ impl VideoRules {
             max_side: 2160,
             min_fps: Some(24.0),
             max_fps: Some(60.0),
+        }
+    }
+
+    /// A clip an element is described by: 3–8 s at 1080p (each side 1080–1920 px; the exact
+    /// 16:9 or 9:16 frame is checked by the element service).
+    pub fn element_reference() -> Self {
+        Self {
+            min_duration_ms: 3_000,
+            max_duration_ms: 8_000,
+            min_side: 1080,
+            max_side: 1920,
+            min_fps: None,
+            max_fps: None,
         }
     }
 

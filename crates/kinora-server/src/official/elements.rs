@@ -51,11 +51,12 @@ pub fn routes() -> Router<Arc<Services>> {
     router.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-fn element_error(e: ElementError) -> OfficialError {
+pub(super) fn element_error(e: ElementError) -> OfficialError {
     match e {
         ElementError::Image { message, .. } => OfficialError::invalid(message),
         ElementError::NotFound(_) => OfficialError::not_found("element not found"),
         ElementError::Preset(_) => OfficialError::invalid("only custom elements can be deleted"),
+        ElementError::DuplicateExternalTaskId(message) => OfficialError::invalid(message),
         ElementError::Internal(message) => OfficialError::internal(message),
     }
 }

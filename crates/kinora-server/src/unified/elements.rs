@@ -18,7 +18,7 @@ use super::error::UnifiedError;
 use super::fields::{describe, Body};
 use super::http::MAX_BODY_BYTES;
 use crate::auth::Caller;
-use crate::elements::{self, CustomElementInput, ElementError};
+use crate::elements::{self, CustomElementInput, ElementError, ElementViews};
 use crate::files::FileUrls;
 use crate::http::RequestId;
 use crate::Services;
@@ -26,7 +26,7 @@ use crate::Services;
 type Result<T> = std::result::Result<T, UnifiedError>;
 
 /// Most other views an element may have (§10.1).
-const MAX_REFER_IMAGES: usize = 3;
+pub(crate) const MAX_REFER_IMAGES: usize = 3;
 
 pub fn routes() -> Router<Arc<Services>> {
     Router::new()
@@ -108,7 +108,7 @@ fn read_json(body: std::result::Result<Bytes, BytesRejection>) -> Result<Value> 
         .map_err(|e| UnifiedError::invalid_json(format!("the request body is not JSON: {e}")))
 }
 
-fn refuse_unread(body: &Body<'_>) -> Result<()> {
+pub(crate) fn refuse_unread(body: &Body<'_>) -> Result<()> {
     match body.first_unread() {
         Some(key) => Err(UnifiedError::invalid(
             key,
@@ -119,7 +119,7 @@ fn refuse_unread(body: &Body<'_>) -> Result<()> {
 }
 
 /// An image field: a non-empty string (URL or Base64; staging checks the rest).
-fn image_value(param: &str, value: Option<&Value>) -> Result<String> {
+pub(crate) fn image_value(param: &str, value: Option<&Value>) -> Result<String> {
     match value {
         None | Some(Value::Null) => {
             Err(UnifiedError::missing(param, format!("{param} is required")))
@@ -136,7 +136,11 @@ fn image_value(param: &str, value: Option<&Value>) -> Result<String> {
 }
 
 /// Reads the items of an array of one-key objects such as `[{"image_url": ...}]`.
-fn objects_of<'a>(param: &str, value: &'a Value, key: &str) -> Result<Vec<Option<&'a Value>>> {
+pub(crate) fn objects_of<'a>(
+    param: &str,
+    value: &'a Value,
+    key: &str,
+) -> Result<Vec<Option<&'a Value>>> {
     let shape = || {
         UnifiedError::invalid(
             param,
@@ -203,6 +207,24 @@ pub fn parse_create_as(
             image_value(&param, item).map(|v| (param, v))
         })
         .collect::<Result<Vec<_>>>()?;
+    let tags = tag_list(&mut body)?;
+    refuse_unread(&body)?;
+    Ok(CustomElementInput {
+        name,
+        description,
+        views: ElementViews::Images {
+            frontal: ("element_frontal_image".to_owned(), frontal),
+            others: refer_images,
+        },
+        tags,
+        inline,
+        voice_id: None,
+        creation: None,
+    })
+}
+
+/// `tag_list`: `[{"tag_id": "o_101"}]` items of the tag table, duplicates dropped.
+pub(crate) fn tag_list(body: &mut Body<'_>) -> Result<Vec<String>> {
     let mut tags: Vec<String> = Vec::new();
     if let Some(tag_value) = body.value("tag_list") {
         for (i, item) in objects_of("tag_list", tag_value, "tag_id")?
@@ -235,15 +257,7 @@ pub fn parse_create_as(
             }
         }
     }
-    refuse_unread(&body)?;
-    Ok(CustomElementInput {
-        name,
-        description,
-        frontal_image: ("element_frontal_image".to_owned(), frontal),
-        refer_images,
-        tags,
-        inline,
-    })
+    Ok(tags)
 }
 
 fn element_error(e: ElementError) -> UnifiedError {
@@ -252,6 +266,9 @@ fn element_error(e: ElementError) -> UnifiedError {
         ElementError::NotFound(id) => UnifiedError::element_not_found(&id.to_string()),
         ElementError::Preset(_) => {
             UnifiedError::invalid("element_id", "only custom elements can be deleted")
+        }
+        ElementError::DuplicateExternalTaskId(message) => {
+            UnifiedError::invalid("external_task_id", message)
         }
         ElementError::Internal(message) => UnifiedError::internal(message),
     }
@@ -438,8 +455,11 @@ mod tests {
     fn a_full_body_is_read() {
         let input = parse_create(&body()).expect("accepted");
         assert_eq!(input.name, "Red fox");
-        assert_eq!(input.refer_images.len(), 1);
-        assert_eq!(input.refer_images[0].0, "element_refer_list[0].image_url");
+        let ElementViews::Images { others, .. } = &input.views else {
+            panic!("an image element");
+        };
+        assert_eq!(others.len(), 1);
+        assert_eq!(others[0].0, "element_refer_list[0].image_url");
         assert_eq!(input.tags, ["o_103"]);
     }
 

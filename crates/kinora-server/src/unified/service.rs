@@ -182,7 +182,10 @@ async fn resolve_elements(
         .map_err(|(i, e)| match e {
             ElementError::NotFound(_) | ElementError::Preset(_) => not_found(i),
             ElementError::Image { field, message } => UnifiedError::invalid(&field, message),
-            ElementError::Internal(message) => UnifiedError::internal(message),
+            // Resolving creates nothing, so no external id can clash here.
+            ElementError::DuplicateExternalTaskId(message) | ElementError::Internal(message) => {
+                UnifiedError::internal(message)
+            }
         })
 }
 
