@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use crate::cover::cover_jpeg;
 use crate::engine::CancelFlag;
-use crate::plan::Size;
-use crate::source::SourceVideo;
 use crate::engine::RenderError;
 use crate::overlay::Caption;
+use crate::plan::Size;
 use crate::scene::Scene;
 use crate::seed::{scene_seed, sub_seed};
+use crate::source::SourceVideo;
 
 /// Side of the square portraits, in pixels: above every image rule's minimum.
 pub const PORTRAIT_SIDE: usize = 768;

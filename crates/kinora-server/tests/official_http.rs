@@ -414,8 +414,9 @@ async fn text2video_create_follows_every_rule_and_renders() {
     assert_eq!(done["task_status"], "succeed", "{done}");
     assert_eq!(done["task_result"]["videos"][0]["duration"], "5");
 
-    // Defaults, the legacy `model` field, lenient spellings.
+    // Defaults, the legacy `model` field, lenient spellings; first the spec's own example (§13).
     for body in [
+        json!({ "model": "kling-v2-6", "prompt": "A neon city at night", "mode": "pro", "sound": "on", "aspect_ratio": "16:9", "duration": 10, "external_task_id": "order-42" }),
         json!({"prompt": "a lighthouse"}),
         json!({"model": "kling-v2-6", "prompt": "p", "sound": "on", "mode": "pro"}),
         json!({"model_name": "kling-v2-6", "prompt": "p", "cfg_scale": 0.5, "duration": 10}),

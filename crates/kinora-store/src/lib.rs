@@ -416,8 +416,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Element>>;
     /// An element the account created through the task-based API, by its creation task's id
     /// or by the external id the account gave that task.
-    async fn get_element_by_task(&self, account: AccountId, task_id: TaskId)
-        -> Result<Option<Element>>;
+    async fn get_element_by_task(
+        &self,
+        account: AccountId,
+        task_id: TaskId,
+    ) -> Result<Option<Element>>;
     async fn find_element_by_external_task_id(
         &self,
         account: AccountId,

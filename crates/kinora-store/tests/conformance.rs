@@ -233,7 +233,10 @@ async fn element_tasks_are_found_by_either_id_and_listed(db: TestDatabase, clock
     assert_eq!(first.reference_type, ReferenceType::VideoRefer);
     assert_eq!(first.voice_id.as_deref(), Some("voice-7"));
     // Another account sees nothing, and may reuse the external id.
-    assert_eq!(store.get_element_by_task(b, task_id).await.expect("get"), None);
+    assert_eq!(
+        store.get_element_by_task(b, task_id).await.expect("get"),
+        None
+    );
     assert_eq!(
         store
             .find_element_by_external_task_id(b, "el-1")
@@ -261,7 +264,10 @@ async fn element_tasks_are_found_by_either_id_and_listed(db: TestDatabase, clock
         .collect();
     assert_eq!(listed, [2_000_002, 2_000_001]);
     assert!(store.delete_element(a, 2_000_001).await.expect("delete"));
-    assert_eq!(store.get_element_by_task(a, task_id).await.expect("get"), None);
+    assert_eq!(
+        store.get_element_by_task(a, task_id).await.expect("get"),
+        None
+    );
 }
 
 async fn elements_are_scoped_paged_and_deleted(db: TestDatabase, clock: ManualClock) {
