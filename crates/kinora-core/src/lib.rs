@@ -12,4 +12,4 @@ pub use job::JobKind;
 pub use task::{Dialect, FailureClass, TaskKind, TaskState};
 pub mod time;
 pub use request::GenerationRequest;
-pub use task::{NewTask, Task};
+pub use task::{NewTask, Submission, Task};

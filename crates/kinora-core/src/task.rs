@@ -172,6 +172,14 @@ pub struct NewTask {
     pub request: serde_json::Value,
     pub external_task_id: Option<String>,
     pub callback_url: Option<String>,
+    pub submission: Option<Submission>,
+}
+
+/// The HTTP request a task was created by: its id and the body as received.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Submission {
+    pub trace_id: String,
+    pub body: serde_json::Value,
 }
 
 /// A task as stored. Times are Unix milliseconds.
@@ -198,4 +206,5 @@ pub struct Task {
     pub submitted_at: Option<i64>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    pub submission: Option<Submission>,
 }

@@ -1,7 +1,7 @@
 //! A provider that follows a script: it takes `submit_delay` to accept a task, reports
 //! `running` for `running_polls` polls, then stores a small JSON output describing the task
-//! and succeeds. Prompts containing `fail:` fail with the rest of the prompt as the message.
-//! It exists so process-level tests (crash recovery, shutdown) can drive the real worker
+//! and succeeds with it in place of a video. Prompts containing `fail:` fail with the rest of
+//! the prompt as the message. It exists so process-level tests (crash recovery, shutdown) can drive the real worker
 //! pipeline without a render engine or an upstream; it is compiled only with the `scripted`
 //! feature.
 
@@ -115,7 +115,9 @@ impl Provider for ScriptedProvider {
                 message: e.to_string(),
             })?;
         Ok(Progress::Succeeded {
-            result: serde_json::json!({ "outputs": [{ "key": stored.key.as_str(), "size": stored.size }] }),
+            // Shaped like a render's result so every dialect can answer with it; the "video"
+            // is the script's JSON record, not an MP4 (this provider only drives tests).
+            result: serde_json::json!({ "videos": [{ "key": stored.key.as_str(), "size": stored.size, "frame_count": 0 }] }),
         })
     }
 }

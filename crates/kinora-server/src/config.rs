@@ -35,6 +35,7 @@ pub struct Config {
     pub render: RenderConfig,
     pub auth: AuthConfig,
     pub official: OfficialConfig,
+    pub acedata: AceDataConfig,
     pub log: LogConfig,
     #[cfg(feature = "scripted-provider")]
     pub testing: TestingConfig,
@@ -52,6 +53,7 @@ impl Default for Config {
             render: RenderConfig::default(),
             auth: AuthConfig::default(),
             official: OfficialConfig::default(),
+            acedata: AceDataConfig::default(),
             log: LogConfig::default(),
             #[cfg(feature = "scripted-provider")]
             testing: TestingConfig::default(),
@@ -251,6 +253,22 @@ impl OfficialConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct AceDataConfig {
+    /// Longest a blocking `/kling/videos` or `/kling/motion` request waits for its task before
+    /// answering 504 with the task id (the task keeps running).
+    pub sync_max_wait_seconds: u64,
+}
+
+impl Default for AceDataConfig {
+    fn default() -> Self {
+        Self {
+            sync_max_wait_seconds: 600,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// 64 hex digits: the key access-key secrets are encrypted under in the database. Empty:
     /// a key generated on first use and kept in `<data_dir>/access-key-encryption.key`. Every
@@ -348,6 +366,11 @@ impl Config {
 
     fn validate(&self) -> Result<(), Error> {
         self.official.capabilities()?;
+        if self.acedata.sync_max_wait_seconds == 0 {
+            return Err(config_error(
+                "acedata.sync_max_wait_seconds must be at least 1",
+            ));
+        }
         let q = &self.queue;
         if q.concurrency == 0 {
             return Err(config_error("queue.concurrency must be at least 1"));

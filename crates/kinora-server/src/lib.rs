@@ -1,6 +1,7 @@
 //! kinora's server process: configuration, HTTP, and the job workers, wired together.
 
 pub mod access_keys;
+pub mod acedata;
 pub mod auth;
 pub mod config;
 pub mod elements;
@@ -9,6 +10,7 @@ pub mod files;
 pub mod http;
 pub mod official;
 pub mod pipeline;
+pub mod task_events;
 pub mod unified;
 pub mod worker;
 
@@ -46,6 +48,10 @@ pub struct Services {
     /// What each upstream model offers (the official dialect's capability table).
     pub capabilities: official::capabilities::CapabilityTable,
     pub clock: Arc<dyn Clock>,
+    /// Wakes requests that wait for a task to end.
+    pub task_events: Arc<task_events::TaskEvents>,
+    /// Cancelled when the server begins to shut down, so waiting requests answer at once.
+    pub stopping: CancellationToken,
 }
 
 impl Services {
@@ -78,6 +84,8 @@ impl Services {
             secrets,
             capabilities,
             clock,
+            task_events: Arc::default(),
+            stopping: CancellationToken::new(),
         }))
     }
 
@@ -103,6 +111,7 @@ impl Services {
             storage: self.storage.clone(),
             providers: self.providers.clone(),
             clock: self.clock.clone(),
+            events: self.task_events.clone(),
         });
         let grace = Duration::from_secs(self.config.server.shutdown_grace_seconds);
         let mut workers = Workers::new(self.store.clone(), self.config.queue.clone(), grace)
@@ -180,6 +189,13 @@ pub async fn serve_on(
 ) -> Result<(), Error> {
     let stop = CancellationToken::new();
     let workers = tokio::spawn(services.workers().run(stop.clone()));
+    let sweep = tokio::spawn(
+        services
+            .task_events
+            .clone()
+            .sweep(services.store.clone(), stop.clone()),
+    );
+    let stopping = services.stopping.clone();
     let addr = listener
         .local_addr()
         .map_err(|e| Error::internal(e.to_string()))?;
@@ -191,10 +207,13 @@ pub async fn serve_on(
                 _ = shutdown => {}
                 _ = http_stop.cancelled() => {}
             }
+            // Requests waiting for a task answer now instead of holding the shutdown.
+            stopping.cancel();
         })
         .await;
     stop.cancel();
     let _ = workers.await;
+    let _ = sweep.await;
     info!("kinora stopped");
     served.map_err(|e| Error::internal(format!("HTTP server failed: {e}")))
 }

@@ -14,6 +14,7 @@ use kinora_storage::ObjectStorage;
 use kinora_store::{Job, NewJob, Store, TaskTransition};
 use tracing::{info, warn};
 
+use crate::task_events::TaskEvents;
 use crate::worker::{JobContext, JobError, JobHandler, JobOutcome, Sweeper};
 
 /// Polls start at this interval and grow with the task's age up to [`MAX_POLL_INTERVAL`].
@@ -26,6 +27,8 @@ pub struct Pipeline {
     pub storage: ObjectStorage,
     pub providers: Arc<Providers>,
     pub clock: Arc<dyn Clock>,
+    /// Told of every state change this process makes, for requests waiting on a task.
+    pub events: Arc<TaskEvents>,
 }
 
 impl Pipeline {
@@ -55,7 +58,10 @@ impl Pipeline {
     /// Applies a transition; a stale one means another run already moved the task on.
     async fn transition(&self, task: &Task, transition: TaskTransition) -> Result<(), JobError> {
         match self.store.transition_task(task.id, transition).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.events.announce(task.id);
+                Ok(())
+            }
             Err(e) if e.code() == ErrorCode::StaleTransition => {
                 info!(task = %task.id, error = %e, "task already moved on");
                 Ok(())

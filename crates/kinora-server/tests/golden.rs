@@ -71,6 +71,7 @@ fn task(state: TaskState) -> Task {
         submitted_at: Some(created + 1_000),
         started_at: Some(created + 2_000),
         finished_at: state.is_terminal().then_some(created + 180_000),
+        submission: None,
     }
 }
 

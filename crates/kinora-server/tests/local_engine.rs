@@ -45,6 +45,7 @@ fn task(account: AccountId, kind: TaskKind, request: serde_json::Value) -> NewTa
         request,
         external_task_id: None,
         callback_url: None,
+        submission: None,
     }
 }
 
@@ -64,6 +65,7 @@ async fn text2video_renders_a_real_mp4_into_storage() {
         storage: storage.clone(),
         providers: Arc::new(providers),
         clock: Arc::new(SystemClock),
+        events: Default::default(),
     });
     let queue = QueueConfig {
         poll_interval_ms: 50,

@@ -442,6 +442,7 @@ async fn every_kind_renders_a_real_mp4_and_videos_extend() {
                 request: json!({"prompt": "never rendered"}),
                 external_task_id: None,
                 callback_url: None,
+                submission: None,
             },
             JobKind::new("test.parked"),
         )

@@ -245,6 +245,7 @@ fn new_task(account: AccountId, model: &str, prompt: &str) -> NewTask {
         request: json!({ "prompt": prompt }),
         external_task_id: None,
         callback_url: None,
+        submission: None,
     }
 }
 
@@ -262,6 +263,7 @@ fn pipeline(store: Arc<dyn Store>, storage: ObjectStorage) -> Arc<Pipeline> {
         storage,
         providers: Arc::new(providers),
         clock: Arc::new(SystemClock),
+        events: Default::default(),
     })
 }
 
@@ -326,7 +328,7 @@ async fn pipeline_takes_tasks_to_their_end(db: TestDatabase) {
     let key = ok
         .result
         .as_ref()
-        .and_then(|r| r["outputs"][0]["key"].as_str())
+        .and_then(|r| r["videos"][0]["key"].as_str())
         .expect("output key");
     assert!(
         key.starts_with(&format!("tasks/{}/outputs/", ok.id)),

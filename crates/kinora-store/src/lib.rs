@@ -471,6 +471,9 @@ pub trait Store: Send + Sync + 'static {
         page: u32,
         page_size: u32,
     ) -> Result<Vec<Task>>;
+    /// The current states of the given tasks, whoever owns them (a worker-side read for
+    /// waking requests that wait on them); unknown ids are left out.
+    async fn task_states(&self, ids: &[TaskId]) -> Result<Vec<(TaskId, TaskState)>>;
     async fn find_task_by_external_id(
         &self,
         account: AccountId,

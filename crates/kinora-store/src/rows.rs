@@ -1,6 +1,6 @@
 //! Row shapes shared by both backends: only types both drivers decode the same way.
 
-use kinora_core::{AccountId, Error, FailureClass, JobKind, Task, TaskId};
+use kinora_core::{AccountId, Error, FailureClass, JobKind, Submission, Task, TaskId};
 use uuid::Uuid;
 
 use crate::{
@@ -157,6 +157,8 @@ pub(crate) struct TaskRow {
     pub submitted_at: Option<i64>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    pub trace_id: Option<String>,
+    pub submitted_body: Option<String>,
 }
 
 impl TaskRow {
@@ -185,6 +187,13 @@ impl TaskRow {
             submitted_at: self.submitted_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
+            submission: match (self.trace_id, self.submitted_body) {
+                (Some(trace_id), Some(body)) => Some(Submission {
+                    trace_id,
+                    body: json(&body)?,
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -5,7 +5,7 @@ macro_rules! task_columns {
     () => {
         "id, account_id, dialect, kind, model, state, request, external_task_id, callback_url, \
          channel, upstream_task_id, result, failure_class, failure_message, created_at, \
-         updated_at, submitted_at, started_at, finished_at"
+         updated_at, submitted_at, started_at, finished_at, trace_id, submitted_body"
     };
 }
 
@@ -256,6 +256,30 @@ macro_rules! impl_store {
                 }))
             }
 
+            async fn task_states(&self, ids: &[kinora_core::TaskId]) -> $crate::Result<Vec<(kinora_core::TaskId, kinora_core::TaskState)>> {
+                // Bounded statements: at most this many ids per query.
+                const CHUNK: usize = 500;
+                let mut states = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(CHUNK) {
+                    let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+                    let sql = format!("SELECT id, state FROM tasks WHERE id IN ({})", placeholders.join(", "));
+                    let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+                    for id in chunk {
+                        query = query.bind(id.to_string());
+                    }
+                    let rows = query
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err(|e| $crate::error::db_error("read task states", e))?;
+                    for (id, state) in rows {
+                        let id = uuid::Uuid::parse_str(&id)
+                            .map_err(|e| kinora_core::Error::internal(format!("task id {id}: {e}")))?;
+                        states.push((kinora_core::TaskId::from_uuid(id), state.parse()?));
+                    }
+                }
+                Ok(states)
+            }
+
             async fn get_element_by_task(&self, account: kinora_core::AccountId, task_id: kinora_core::TaskId) -> $crate::Result<Option<$crate::Element>> {
                 sqlx::query_as::<_, $crate::rows::ElementRow>(concat!("SELECT ", $crate::shared::element_columns!(), " FROM elements WHERE task_id = $1 AND account_id = $2 AND deleted_at IS NULL"))
                     .bind(task_id.to_string())
@@ -448,8 +472,9 @@ macro_rules! impl_store {
                 let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
                 let inserted = sqlx::query_as::<_, $crate::rows::TaskRow>(concat!(
                     "INSERT INTO tasks (id, account_id, dialect, kind, model, state, request, \
-                     external_task_id, callback_url, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9) RETURNING ",
+                     external_task_id, callback_url, created_at, updated_at, trace_id, \
+                     submitted_body) \
+                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9, $10, $11) RETURNING ",
                     $crate::shared::task_columns!()
                 ))
                 .bind(task.id.to_string())
@@ -461,6 +486,8 @@ macro_rules! impl_store {
                 .bind(task.external_task_id.as_deref())
                 .bind(task.callback_url.as_deref())
                 .bind(now)
+                .bind(task.submission.as_ref().map(|s| s.trace_id.clone()))
+                .bind(task.submission.as_ref().map(|s| $crate::rows::to_json_text(&s.body)))
                 .fetch_one(&mut *tx)
                 .await;
                 let row = match inserted {

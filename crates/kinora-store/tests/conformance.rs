@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use kinora_core::time::{Clock, ManualClock, SystemClock};
 use kinora_core::{
-    AccountId, Dialect, ErrorCode, FailureClass, JobKind, NewTask, TaskId, TaskKind, TaskState,
+    AccountId, Dialect, ErrorCode, FailureClass, JobKind, NewTask, Submission, TaskId, TaskKind,
+    TaskState,
 };
 use kinora_store::testing::{self, TestDatabase};
 use kinora_store::{
@@ -34,7 +35,39 @@ fn new_task(account: AccountId, external: Option<&str>) -> NewTask {
         request: json!({"prompt": "a red fox in snow", "duration": 5}),
         external_task_id: external.map(str::to_owned),
         callback_url: None,
+        submission: None,
     }
+}
+
+async fn the_creating_request_is_kept(db: TestDatabase, _clock: ManualClock) {
+    let store = db.store;
+    let account = store.create_account("a").await.expect("account").id;
+    let submission = Submission {
+        trace_id: "0a907f69-4ae2-4a08-b34c-ee15c1c47077".into(),
+        body: json!({"action": "text2video", "prompt": "a mug", "async": true}),
+    };
+    let (created, _) = store
+        .create_task(
+            NewTask {
+                submission: Some(submission.clone()),
+                ..new_task(account, None)
+            },
+            submit_job(),
+        )
+        .await
+        .expect("create");
+    assert_eq!(created.submission.as_ref(), Some(&submission));
+    let read = store
+        .get_task(account, created.id)
+        .await
+        .expect("get")
+        .expect("task");
+    assert_eq!(read.submission, Some(submission));
+    let (bare, _) = store
+        .create_task(new_task(account, None), submit_job())
+        .await
+        .expect("create");
+    assert_eq!(bare.submission, None);
 }
 
 fn submit_job() -> JobKind {
@@ -97,6 +130,7 @@ on_both_backends!(
     server_secrets_are_created_once(super::manual_clock()),
     elements_are_scoped_paged_and_deleted(super::manual_clock()),
     element_tasks_are_found_by_either_id_and_listed(super::manual_clock()),
+    the_creating_request_is_kept(super::manual_clock()),
     access_keys_are_found_revoked_and_scoped(super::manual_clock()),
     api_keys_are_found_by_hash_and_scoped_by_account(super::manual_clock()),
     enqueue_wakes_waiting_workers(kinora_core::time::SystemClock),

@@ -176,6 +176,7 @@ async fn create_tasks(store: &dyn Store, count: usize) -> Vec<TaskId> {
             request: serde_json::json!({ "prompt": format!("shot {n}") }),
             external_task_id: Some(format!("crash-{n}")),
             callback_url: None,
+            submission: None,
         };
         let (task, _) = store
             .create_task(task, JobKind::SUBMIT_TASK)

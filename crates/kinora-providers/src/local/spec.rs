@@ -232,6 +232,7 @@ mod tests {
             submitted_at: None,
             started_at: None,
             finished_at: None,
+            submission: None,
         }
     }
 

@@ -24,7 +24,7 @@ use crate::auth::Caller;
 use crate::extend;
 use crate::http::RequestId;
 use crate::unified::error::UnifiedError;
-use crate::unified::service::create_task;
+use crate::unified::service::{create_task, submission};
 use crate::Services;
 
 type Result<T> = std::result::Result<T, OfficialError>;
@@ -53,7 +53,10 @@ pub fn routes() -> Router<Arc<Services>> {
                       request_id: RequestId,
                       headers: HeaderMap,
                       body: std::result::Result<Bytes, BytesRejection>| async move {
-                    respond(request_id, create(&services, &headers, kind, body).await)
+                    respond(
+                        request_id,
+                        create(&services, request_id, &headers, kind, body).await,
+                    )
                 },
             );
             router = router
@@ -90,6 +93,7 @@ pub async fn method_not_allowed(request_id: RequestId) -> Response {
 /// task created; `data` is the fresh task.
 async fn create(
     services: &Services,
+    request_id: RequestId,
     headers: &HeaderMap,
     kind: TaskKind,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -116,7 +120,7 @@ async fn create(
             fields.plan(source, table)?
         }
     };
-    let task = create_task(services, caller, parsed)
+    let task = create_task(services, caller, parsed, submission(request_id, &value))
         .await
         .map_err(service_error)?;
     Ok(created_data(&task))

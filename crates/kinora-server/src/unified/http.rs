@@ -17,11 +17,12 @@ use serde_json::{json, Value};
 
 use super::elements::parse_page;
 use super::error::UnifiedError;
-use super::service::create_task;
+use super::service::{create_task, submission};
 use super::submit::parse_submit;
 use super::task::{engine_note, model_name, task_body};
 use crate::auth::Caller;
 use crate::files::FileUrls;
+use crate::http::RequestId;
 use crate::Services;
 
 /// Largest `POST /v1/videos` body: seven 10 MB images in Base64 fit (§3).
@@ -79,6 +80,7 @@ async fn caller(services: &Services, headers: &HeaderMap) -> Result<Caller, Unif
 /// `POST /v1/videos`: checks in the order of §7.1, then creates the task.
 async fn create_video(
     State(services): State<Arc<Services>>,
+    request_id: RequestId,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, UnifiedError> {
@@ -93,7 +95,7 @@ async fn create_video(
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| UnifiedError::invalid_json(format!("the request body is not JSON: {e}")))?;
     let parsed = parse_submit(&value)?;
-    let task = create_task(&services, caller, parsed).await?;
+    let task = create_task(&services, caller, parsed, submission(request_id, &value)).await?;
     Ok(Json(created_body(&task)))
 }
 

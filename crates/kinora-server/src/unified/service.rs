@@ -7,12 +7,13 @@ use kinora_core::request::{
     DynamicMaskRequest, ElementRef, GenerationRequest, MediaRef, MotionControlRequest,
     VideoReferenceRequest,
 };
-use kinora_core::{ErrorCode, JobKind, NewTask, Task, TaskId};
+use kinora_core::{ErrorCode, JobKind, NewTask, Submission, Task, TaskId};
 use kinora_media::image::ImageRules;
 use kinora_media::source::InlinePolicy;
 use kinora_media::stage::StagedInput;
 use kinora_media::video::{VideoRules, MOTION_CONTROL_MAX_BYTES, OMNI_REFERENCE_MAX_BYTES};
 use kinora_media::MediaError;
+use serde_json::Value;
 use tracing::warn;
 
 use super::error::UnifiedError;
@@ -88,11 +89,37 @@ async fn stage(
     }
 }
 
-/// Creates the task for a checked request on behalf of `caller`.
+/// Strings longer than this in a stored request body are inline media, replaced by a note.
+const STORED_STRING_CHARS: usize = 4096;
+
+/// The body a task keeps of the request that created it: as received, except that inline media
+/// (Base64 images can be megabytes) become `"<N characters of inline data>"`.
+pub fn submission(trace_id: impl std::fmt::Display, body: &Value) -> Submission {
+    fn elide(value: &Value) -> Value {
+        match value {
+            Value::String(s) if s.len() > STORED_STRING_CHARS => {
+                Value::String(format!("<{} characters of inline data>", s.chars().count()))
+            }
+            Value::Array(items) => Value::Array(items.iter().map(elide).collect()),
+            Value::Object(map) => {
+                Value::Object(map.iter().map(|(k, v)| (k.clone(), elide(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    Submission {
+        trace_id: trace_id.to_string(),
+        body: elide(body),
+    }
+}
+
+/// Creates the task for a checked request on behalf of `caller`; `submission` is the request
+/// it came from.
 pub async fn create_task(
     services: &Services,
     caller: Caller,
     parsed: ParsedSubmit,
+    submission: Submission,
 ) -> Result<Task> {
     if let Some(url) = &parsed.callback_url {
         services
@@ -103,7 +130,7 @@ pub async fn create_task(
             .map_err(media_error)?;
     }
     let task_id = TaskId::new();
-    let created = stage_and_create(services, caller, &parsed, task_id).await;
+    let created = stage_and_create(services, caller, &parsed, task_id, submission).await;
     if created.is_err() {
         if let Err(e) = services.stager.discard(&task_id).await {
             warn!(task = %task_id, error = %e, "could not remove the inputs of a refused request");
@@ -117,6 +144,7 @@ async fn stage_and_create(
     caller: Caller,
     parsed: &ParsedSubmit,
     task_id: TaskId,
+    submission: Submission,
 ) -> Result<Task> {
     let staged = futures::future::try_join_all(
         parsed
@@ -138,6 +166,7 @@ async fn stage_and_create(
             .map_err(|e| UnifiedError::internal(format!("request does not serialise: {e}")))?,
         external_task_id: parsed.external_task_id.clone(),
         callback_url: parsed.callback_url.clone(),
+        submission: Some(submission),
     };
     match services.store.create_task(new, JobKind::SUBMIT_TASK).await {
         Ok((task, _)) => Ok(task),
