@@ -357,3 +357,65 @@ fn official_advanced_elements() {
         &envelope(request_id, json!([element_task(&element(None), &urls())])),
     );
 }
+
+/// The AceData dialect's bodies (§6, §7): success, acknowledgement, errors with and without a
+/// task, and task records pending, succeeded and failed, alone and in a batch.
+#[test]
+fn acedata_bodies() {
+    use kinora_server::acedata::error::AceError;
+    use kinora_server::acedata::record::{success_body, task_record};
+    let trace = "0a907f69-4ae2-4a08-b34c-ee15c1c47077";
+    let with_submission = |mut task: Task| {
+        task.dialect = Dialect::AceData;
+        task.account_id = AccountId::from_uuid(
+            uuid::Uuid::parse_str("ad7afe47-cea9-4cda-980f-2ad8810e51cf").unwrap_or_default(),
+        );
+        task.submission = Some(kinora_core::Submission {
+            trace_id: trace.into(),
+            body: json!({"action": "text2video", "model": "kling-v1", "prompt": "A white ceramic mug on a marble counter", "callback_url": "https://example.com/hooks/kling"}),
+        });
+        task
+    };
+    let succeeded = with_submission(task(TaskState::Succeeded));
+    check_in(
+        "acedata",
+        "success",
+        &success_body(&succeeded, &urls()).unwrap_or_default(),
+    );
+    check_in(
+        "acedata",
+        "async_acknowledgement",
+        &json!({"success": true, "task_id": succeeded.id.to_string(), "trace_id": trace}),
+    );
+    check_in(
+        "acedata",
+        "error_bad_request",
+        &AceError::bad_request("negative_prompt must be at most 200 characters").body(trace),
+    );
+    check_in(
+        "acedata",
+        "error_timeout",
+        &AceError::new(
+            "timeout",
+            "the task did not end within 600 s; it keeps running: query it with POST /kling/tasks",
+        )
+        .with_task(succeeded.id)
+        .body(trace),
+    );
+    check_in(
+        "acedata",
+        "record_succeeded",
+        &task_record(&succeeded, &urls()),
+    );
+    let pending = with_submission(task(TaskState::Running));
+    check_in("acedata", "record_pending", &task_record(&pending, &urls()));
+    let failed = with_submission(task(TaskState::Failed));
+    check_in("acedata", "record_failed", &task_record(&failed, &urls()));
+    let mut motion = with_submission(task(TaskState::Queued));
+    motion.kind = TaskKind::MotionControl;
+    check_in(
+        "acedata",
+        "batch",
+        &json!({"items": [task_record(&motion, &urls()), task_record(&pending, &urls())], "count": 2}),
+    );
+}
