@@ -304,6 +304,94 @@ impl Fetcher {
     fn total_timeout_error(&self, field: &str) -> MediaError {
         total_timeout_error(field, self.total_timeout)
     }
+
+    /// A client for POSTing to user-supplied URLs (callbacks) through the same guard: every
+    /// resolved address is checked, redirects are never followed, and connecting is bounded
+    /// by `connect_timeout`.
+    pub fn poster(&self, connect_timeout: Duration) -> Result<Poster, Error> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(connect_timeout)
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow: Arc::clone(&self.allow),
+            }))
+            .retry(reqwest::retry::never())
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Poster {
+            fetcher: Fetcher {
+                client,
+                allow: Arc::clone(&self.allow),
+                connect_timeout,
+                total_timeout: self.total_timeout,
+                max_redirects: 0,
+            },
+        })
+    }
+}
+
+/// POSTs through the address guard (see [`Fetcher::poster`]).
+#[derive(Clone, Debug)]
+pub struct Poster {
+    fetcher: Fetcher,
+}
+
+/// What a POST's target answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostAnswer {
+    pub status: u16,
+    /// The first bytes of the answer, at most the limit asked for.
+    pub body: Bytes,
+}
+
+impl Poster {
+    /// POSTs `body` with `headers` to `url`; the whole exchange is bounded by `total_timeout`
+    /// and at most `max_answer_bytes` of the answer are read. A redirect is an answer like
+    /// any other (its status is returned), never followed.
+    pub async fn post(
+        &self,
+        field: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+        total_timeout: Duration,
+        max_answer_bytes: usize,
+    ) -> Result<PostAnswer, MediaError> {
+        let fetcher = &self.fetcher;
+        let target = parse_url(field, url, Hop::First)?;
+        fetcher.check_literal(field, &target, Hop::First)?;
+        let work = async {
+            let mut request = fetcher.client.post(target.clone()).body(body);
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            let mut response = request
+                .send()
+                .await
+                .map_err(|e| fetcher.send_error(field, &target, Hop::First, &e))?;
+            let status = response.status().as_u16();
+            let mut answer = BytesMut::new();
+            while answer.len() < max_answer_bytes {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        let room = max_answer_bytes - answer.len();
+                        answer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
+                    // The status decides the outcome; an answer cut short does not change it.
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            Ok(PostAnswer {
+                status,
+                body: answer.freeze(),
+            })
+        };
+        tokio::time::timeout(total_timeout, work)
+            .await
+            .unwrap_or_else(|_| Err(total_timeout_error(field, total_timeout)))
+    }
 }
 
 fn total_timeout_error(field: &str, limit: Duration) -> MediaError {

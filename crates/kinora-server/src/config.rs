@@ -36,6 +36,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub official: OfficialConfig,
     pub acedata: AceDataConfig,
+    pub callbacks: CallbacksConfig,
     pub log: LogConfig,
     #[cfg(feature = "scripted-provider")]
     pub testing: TestingConfig,
@@ -54,6 +55,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             official: OfficialConfig::default(),
             acedata: AceDataConfig::default(),
+            callbacks: CallbacksConfig::default(),
             log: LogConfig::default(),
             #[cfg(feature = "scripted-provider")]
             testing: TestingConfig::default(),
@@ -253,6 +255,23 @@ impl OfficialConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct CallbacksConfig {
+    /// Seconds between a failed attempt and the next, ±20 % jitter; one more attempt than
+    /// delays is made, then the event is given up.
+    pub retry_delays_seconds: Vec<u64>,
+}
+
+impl Default for CallbacksConfig {
+    fn default() -> Self {
+        Self {
+            // 8 attempts over about 24 hours.
+            retry_delays_seconds: vec![30, 120, 600, 1800, 3600, 14_400, 64_800],
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct AceDataConfig {
     /// Longest a blocking `/kling/videos` or `/kling/motion` request waits for its task before
     /// answering 504 with the task id (the task keeps running).
@@ -366,6 +385,11 @@ impl Config {
 
     fn validate(&self) -> Result<(), Error> {
         self.official.capabilities()?;
+        if self.callbacks.retry_delays_seconds.contains(&0) {
+            return Err(config_error(
+                "callbacks.retry_delays_seconds must hold delays of at least 1 s",
+            ));
+        }
         if self.acedata.sync_max_wait_seconds == 0 {
             return Err(config_error(
                 "acedata.sync_max_wait_seconds must be at least 1",

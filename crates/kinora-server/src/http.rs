@@ -23,6 +23,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .merge(crate::official::elements::routes())
         .merge(crate::official::advanced_elements::routes())
         .merge(crate::acedata::http::routes())
+        .merge(crate::callbacks::http::routes())
         .merge(crate::files::routes())
         .layer(axum::middleware::from_fn(with_request_id))
         .with_state(services)

@@ -3,6 +3,7 @@
 pub mod access_keys;
 pub mod acedata;
 pub mod auth;
+pub mod callbacks;
 pub mod config;
 pub mod elements;
 pub mod extend;
@@ -31,7 +32,8 @@ use tracing::info;
 pub use crate::pipeline::{OrphanSweeper, Pipeline};
 use crate::worker::Workers;
 pub use config::Config;
-pub use kinora_core::{Error, ErrorCode};
+pub use kinora_core::{AccountId, Error, ErrorCode, TaskId};
+pub use kinora_store as store;
 
 /// The long-lived parts every handler and worker uses.
 pub struct Services {
@@ -112,12 +114,22 @@ impl Services {
             providers: self.providers.clone(),
             clock: self.clock.clone(),
             events: self.task_events.clone(),
+            outbox: Arc::new(callbacks::outbox::Outbox::new(
+                self.store.clone(),
+                self.files.clone(),
+            )),
         });
         let grace = Duration::from_secs(self.config.server.shutdown_grace_seconds);
         let mut workers = Workers::new(self.store.clone(), self.config.queue.clone(), grace)
             .with_sweeper(Arc::new(OrphanSweeper(pipeline.clone())));
         for handler in pipeline.handlers() {
             workers = workers.with_handler(handler);
+        }
+        match callbacks::deliver::DeliverCallback::new(self.clone()) {
+            Ok(deliver) => workers = workers.with_handler(Arc::new(deliver)),
+            // Building the guarded client only fails on a broken TLS setup; the tasks still run
+            // and their callbacks wait, recorded, for a worker that can send them.
+            Err(e) => tracing::error!(error = %e, "callbacks cannot be delivered by this worker"),
         }
         workers
     }

@@ -14,6 +14,7 @@ use kinora_storage::ObjectStorage;
 use kinora_store::{Job, NewJob, Store, TaskTransition};
 use tracing::{info, warn};
 
+use crate::callbacks::outbox::Outbox;
 use crate::task_events::TaskEvents;
 use crate::worker::{JobContext, JobError, JobHandler, JobOutcome, Sweeper};
 
@@ -29,6 +30,8 @@ pub struct Pipeline {
     pub clock: Arc<dyn Clock>,
     /// Told of every state change this process makes, for requests waiting on a task.
     pub events: Arc<TaskEvents>,
+    /// Records the callbacks state changes call for.
+    pub outbox: Arc<Outbox>,
 }
 
 impl Pipeline {
@@ -58,8 +61,9 @@ impl Pipeline {
     /// Applies a transition; a stale one means another run already moved the task on.
     async fn transition(&self, task: &Task, transition: TaskTransition) -> Result<(), JobError> {
         match self.store.transition_task(task.id, transition).await {
-            Ok(_) => {
+            Ok(changed) => {
                 self.events.announce(task.id);
+                self.outbox.record(&changed).await;
                 Ok(())
             }
             Err(e) if e.code() == ErrorCode::StaleTransition => {
@@ -249,5 +253,7 @@ impl Sweeper for OrphanSweeper {
                 warn!(task = %id, error = ?e, "could not fail orphaned task");
             }
         }
+        // Callbacks a crash kept from being recorded.
+        p.outbox.repair(p.clock.now_ms()).await;
     }
 }

@@ -419,3 +419,28 @@ fn acedata_bodies() {
         &json!({"items": [task_record(&motion, &urls()), task_record(&pending, &urls())], "count": 2}),
     );
 }
+
+/// The callback payload of each dialect (`callbacks::outbox::payload`): unified and official
+/// when work starts and when it ends, AceData when it ends.
+#[test]
+fn callback_payloads() {
+    use kinora_server::callbacks::outbox::payload;
+    for (dialect, name) in [
+        (Dialect::Unified, "unified"),
+        (Dialect::Official, "official"),
+        (Dialect::AceData, "acedata"),
+    ] {
+        let mut running = task(TaskState::Running);
+        running.dialect = dialect;
+        let mut succeeded = task(TaskState::Succeeded);
+        succeeded.dialect = dialect;
+        succeeded.submission = Some(kinora_core::Submission {
+            trace_id: "0a907f69-4ae2-4a08-b34c-ee15c1c47077".into(),
+            body: json!({"prompt": "a mug"}),
+        });
+        if dialect != Dialect::AceData {
+            check_in(name, "callback_processing", &payload(&running, &urls()));
+        }
+        check_in(name, "callback_ended", &payload(&succeeded, &urls()));
+    }
+}

@@ -66,6 +66,7 @@ async fn text2video_renders_a_real_mp4_into_storage() {
         providers: Arc::new(providers),
         clock: Arc::new(SystemClock),
         events: Default::default(),
+        outbox: test_outbox(store.clone()),
     });
     let queue = QueueConfig {
         poll_interval_ms: 50,
@@ -220,4 +221,14 @@ async fn text2video_renders_a_real_mp4_into_storage() {
         refused.failure_message.as_deref(),
         Some("motion_control needs image_url and video_url")
     );
+}
+
+/// An outbox whose result URLs point nowhere in particular: these tasks have no callbacks.
+fn test_outbox(
+    store: Arc<dyn kinora_store::Store>,
+) -> Arc<kinora_server::callbacks::outbox::Outbox> {
+    Arc::new(kinora_server::callbacks::outbox::Outbox::new(
+        store,
+        kinora_server::files::FileUrls::new("http://127.0.0.1".into(), b"test-key", 30),
+    ))
 }

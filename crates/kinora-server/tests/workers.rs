@@ -259,6 +259,7 @@ fn pipeline(store: Arc<dyn Store>, storage: ObjectStorage) -> Arc<Pipeline> {
     providers.add_channel("scripted", Arc::new(ScriptedProvider::new(script)));
     providers.route("kling-v2-6", "scripted");
     Arc::new(Pipeline {
+        outbox: test_outbox(store.clone()),
         store,
         storage,
         providers: Arc::new(providers),
@@ -405,4 +406,14 @@ async fn sweeper_fails_orphaned_tasks(db: TestDatabase) {
         .expect("get")
         .expect("exists");
     assert_eq!(task.failure_class, Some(FailureClass::Internal));
+}
+
+/// An outbox whose result URLs point nowhere in particular: these tasks have no callbacks.
+fn test_outbox(
+    store: Arc<dyn kinora_store::Store>,
+) -> Arc<kinora_server::callbacks::outbox::Outbox> {
+    Arc::new(kinora_server::callbacks::outbox::Outbox::new(
+        store,
+        kinora_server::files::FileUrls::new("http://127.0.0.1".into(), b"test-key", 30),
+    ))
 }

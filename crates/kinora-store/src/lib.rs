@@ -201,6 +201,118 @@ pub struct ElementImage {
     pub source_url: Option<String>,
 }
 
+/// A webhook signing secret of an account, sealed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WebhookSecretRecord {
+    pub id: uuid::Uuid,
+    pub account_id: AccountId,
+    pub secret_ciphertext: String,
+    pub created_at: i64,
+    /// When a newer secret replaced it; it still signs for the rotation window after that.
+    pub retired_at: Option<i64>,
+}
+
+/// Which status change a callback reports: work started, or the task ended. Events of one
+/// task are delivered in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum CallbackPhase {
+    Processing,
+    Ended,
+}
+
+impl CallbackPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::Ended => "ended",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "processing" => Some(Self::Processing),
+            "ended" => Some(Self::Ended),
+            _ => None,
+        }
+    }
+}
+
+/// Where a callback event's delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum CallbackState {
+    Pending,
+    Delivered,
+    GivenUp,
+}
+
+impl CallbackState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::GivenUp => "given_up",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "given_up" => Some(Self::GivenUp),
+            _ => None,
+        }
+    }
+}
+
+/// A callback to deliver: the id is its `webhook-id`, the body the exact bytes to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCallbackEvent {
+    pub id: String,
+    pub task_id: TaskId,
+    pub account_id: AccountId,
+    pub phase: CallbackPhase,
+    pub url: String,
+    pub body: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CallbackEvent {
+    pub id: String,
+    pub task_id: TaskId,
+    pub account_id: AccountId,
+    pub phase: CallbackPhase,
+    pub url: String,
+    pub body: String,
+    pub state: CallbackState,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// One delivery attempt, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CallbackAttempt {
+    pub event_id: String,
+    /// 1-based.
+    pub attempt: u32,
+    pub at: i64,
+    pub http_status: Option<u16>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+}
+
+/// What follows an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallbackNext {
+    Delivered,
+    RetryAt(i64),
+    GiveUp,
+}
+
+/// The job kind that delivers one callback event; its payload is `{"event_id": ...}`.
+pub const DELIVER_CALLBACK: JobKind = JobKind::from_static("callback.deliver");
+
 /// Largest element id: JavaScript numbers hold integers exactly up to 2^53.
 pub const MAX_ELEMENT_ID: i64 = (1 << 53) - 1;
 
@@ -434,6 +546,37 @@ pub trait Store: Send + Sync + 'static {
         page: u32,
         page_size: u32,
     ) -> Result<Vec<Element>>;
+    /// Adds a webhook secret for the account and retires the ones it had, in one transaction.
+    async fn add_webhook_secret(
+        &self,
+        account: AccountId,
+        secret_ciphertext: String,
+    ) -> Result<WebhookSecretRecord>;
+    /// The account's webhook secrets, newest first.
+    async fn webhook_secrets(&self, account: AccountId) -> Result<Vec<WebhookSecretRecord>>;
+    /// Stores a callback event and the job that delivers it, in one transaction. `false` (and
+    /// nothing stored) when the task already has an event for that phase.
+    async fn enqueue_callback_event(&self, event: NewCallbackEvent) -> Result<bool>;
+    /// An event by id (a worker-side read).
+    async fn get_callback_event(&self, id: &str) -> Result<Option<CallbackEvent>>;
+    /// The task's events, in delivery order (a worker-side read).
+    async fn task_callback_events(&self, task: TaskId) -> Result<Vec<CallbackEvent>>;
+    /// Records an attempt and what follows it.
+    async fn record_callback_attempt(
+        &self,
+        attempt: CallbackAttempt,
+        next: CallbackNext,
+    ) -> Result<()>;
+    /// The account's events for a task with their attempts, in delivery order.
+    async fn list_callback_attempts(
+        &self,
+        account: AccountId,
+        task: TaskId,
+    ) -> Result<Vec<(CallbackEvent, Vec<CallbackAttempt>)>>;
+    /// Tasks with a callback URL whose current phase (running: processing; ended: ended) has
+    /// no event yet, last changed before `changed_before` (a crash between a transition and
+    /// its event leaves one).
+    async fn tasks_missing_callbacks(&self, changed_before: i64, limit: u32) -> Result<Vec<Task>>;
     /// Deletes one of the account's custom elements; `false` if it has no such element.
     async fn delete_element(&self, account: AccountId, id: i64) -> Result<bool>;
 

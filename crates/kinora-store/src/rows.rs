@@ -264,3 +264,90 @@ pub(crate) fn to_json_text(value: &serde_json::Value) -> String {
     // Serializing a Value cannot fail: its keys are strings and it holds no foreign types.
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct WebhookSecretRow {
+    pub id: String,
+    pub account_id: String,
+    pub secret_ciphertext: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+impl WebhookSecretRow {
+    pub fn into_record(self) -> Result<crate::WebhookSecretRecord> {
+        Ok(crate::WebhookSecretRecord {
+            id: uuid(&self.id)?,
+            account_id: AccountId::from_uuid(uuid(&self.account_id)?),
+            secret_ciphertext: self.secret_ciphertext,
+            created_at: self.created_at,
+            retired_at: self.retired_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CallbackEventRow {
+    pub id: String,
+    pub task_id: String,
+    pub account_id: String,
+    pub phase: String,
+    pub url: String,
+    pub body: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl CallbackEventRow {
+    pub fn into_event(self) -> Result<crate::CallbackEvent> {
+        Ok(crate::CallbackEvent {
+            phase: crate::CallbackPhase::parse(&self.phase).ok_or_else(|| {
+                Error::internal(format!(
+                    "callback {} phase `{}` is unknown",
+                    self.id, self.phase
+                ))
+            })?,
+            state: crate::CallbackState::parse(&self.state).ok_or_else(|| {
+                Error::internal(format!(
+                    "callback {} state `{}` is unknown",
+                    self.id, self.state
+                ))
+            })?,
+            task_id: TaskId::from_uuid(uuid(&self.task_id)?),
+            account_id: AccountId::from_uuid(uuid(&self.account_id)?),
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            id: self.id,
+            url: self.url,
+            body: self.body,
+            next_attempt_at: self.next_attempt_at,
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CallbackAttemptRow {
+    pub event_id: String,
+    pub attempt: i64,
+    pub at: i64,
+    pub http_status: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+}
+
+impl CallbackAttemptRow {
+    pub fn into_attempt(self) -> crate::CallbackAttempt {
+        crate::CallbackAttempt {
+            event_id: self.event_id,
+            attempt: u32::try_from(self.attempt).unwrap_or(0),
+            at: self.at,
+            http_status: self.http_status.and_then(|s| u16::try_from(s).ok()),
+            latency_ms: self.latency_ms,
+            error: self.error,
+        }
+    }
+}

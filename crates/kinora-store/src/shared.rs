@@ -35,7 +35,17 @@ macro_rules! element_columns {
     };
 }
 
-pub(crate) use {access_key_columns, api_key_columns, element_columns, job_columns, task_columns};
+macro_rules! callback_event_columns {
+    () => {
+        "id, task_id, account_id, phase, url, body, state, attempts, next_attempt_at, \
+         created_at, finished_at"
+    };
+}
+
+pub(crate) use {
+    access_key_columns, api_key_columns, callback_event_columns, element_columns, job_columns,
+    task_columns,
+};
 
 /// Marks a leased job done; binds (now, id, owner).
 pub(crate) const COMPLETE_JOB: &str = "UPDATE jobs SET state = 'done', lease_owner = NULL, \
@@ -278,6 +288,162 @@ macro_rules! impl_store {
                     }
                 }
                 Ok(states)
+            }
+
+            async fn add_webhook_secret(&self, account: kinora_core::AccountId, secret_ciphertext: String) -> $crate::Result<$crate::WebhookSecretRecord> {
+                let id = uuid::Uuid::now_v7();
+                let now = self.clock.now_ms();
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
+                sqlx::query("UPDATE webhook_secrets SET retired_at = $1 WHERE account_id = $2 AND retired_at IS NULL")
+                    .bind(now)
+                    .bind(account.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("retire webhook secrets", e))?;
+                sqlx::query("INSERT INTO webhook_secrets (id, account_id, secret_ciphertext, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(id.to_string())
+                    .bind(account.to_string())
+                    .bind(&secret_ciphertext)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("add webhook secret", e))?;
+                tx.commit().await.map_err(|e| $crate::error::db_error("commit webhook secret", e))?;
+                Ok($crate::WebhookSecretRecord { id, account_id: account, secret_ciphertext, created_at: now, retired_at: None })
+            }
+
+            async fn webhook_secrets(&self, account: kinora_core::AccountId) -> $crate::Result<Vec<$crate::WebhookSecretRecord>> {
+                sqlx::query_as::<_, $crate::rows::WebhookSecretRow>("SELECT id, account_id, secret_ciphertext, created_at, retired_at FROM webhook_secrets WHERE account_id = $1 ORDER BY created_at DESC, id DESC")
+                    .bind(account.to_string())
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("list webhook secrets", e))?
+                    .into_iter()
+                    .map($crate::rows::WebhookSecretRow::into_record)
+                    .collect()
+            }
+
+            async fn enqueue_callback_event(&self, event: $crate::NewCallbackEvent) -> $crate::Result<bool> {
+                let now = self.clock.now_ms();
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
+                let inserted = sqlx::query("INSERT INTO callback_events (id, task_id, account_id, phase, url, body, state, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7) ON CONFLICT (task_id, phase) DO NOTHING")
+                    .bind(&event.id)
+                    .bind(event.task_id.to_string())
+                    .bind(event.account_id.to_string())
+                    .bind(event.phase.as_str())
+                    .bind(&event.url)
+                    .bind(&event.body)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("enqueue callback", e))?;
+                if inserted.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                let job = $crate::NewJob::new($crate::DELIVER_CALLBACK, serde_json::json!({"event_id": event.id}));
+                Self::insert_job(&mut *tx, &job, now).await?;
+                self.announce_jobs(&mut tx).await?;
+                tx.commit().await.map_err(|e| $crate::error::db_error("commit callback", e))?;
+                self.wakeups.notify_waiters();
+                Ok(true)
+            }
+
+            async fn get_callback_event(&self, id: &str) -> $crate::Result<Option<$crate::CallbackEvent>> {
+                sqlx::query_as::<_, $crate::rows::CallbackEventRow>(concat!("SELECT ", $crate::shared::callback_event_columns!(), " FROM callback_events WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("get callback", e))?
+                    .map($crate::rows::CallbackEventRow::into_event)
+                    .transpose()
+            }
+
+            async fn task_callback_events(&self, task: kinora_core::TaskId) -> $crate::Result<Vec<$crate::CallbackEvent>> {
+                let mut events: Vec<$crate::CallbackEvent> = sqlx::query_as::<_, $crate::rows::CallbackEventRow>(concat!("SELECT ", $crate::shared::callback_event_columns!(), " FROM callback_events WHERE task_id = $1"))
+                    .bind(task.to_string())
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("task callbacks", e))?
+                    .into_iter()
+                    .map($crate::rows::CallbackEventRow::into_event)
+                    .collect::<$crate::Result<_>>()?;
+                events.sort_by_key(|e| e.phase);
+                Ok(events)
+            }
+
+            async fn record_callback_attempt(&self, attempt: $crate::CallbackAttempt, next: $crate::CallbackNext) -> $crate::Result<()> {
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
+                // A retried job may record the same attempt twice; the first record stands.
+                sqlx::query("INSERT INTO callback_attempts (event_id, attempt, at, http_status, latency_ms, error) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id, attempt) DO NOTHING")
+                    .bind(&attempt.event_id)
+                    .bind(i64::from(attempt.attempt))
+                    .bind(attempt.at)
+                    .bind(attempt.http_status.map(i64::from))
+                    .bind(attempt.latency_ms)
+                    .bind(attempt.error.as_deref())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("record callback attempt", e))?;
+                let (state, next_at, finished) = match next {
+                    $crate::CallbackNext::Delivered => ($crate::CallbackState::Delivered, attempt.at, Some(attempt.at)),
+                    $crate::CallbackNext::GiveUp => ($crate::CallbackState::GivenUp, attempt.at, Some(attempt.at)),
+                    $crate::CallbackNext::RetryAt(at) => ($crate::CallbackState::Pending, at, None),
+                };
+                sqlx::query("UPDATE callback_events SET attempts = $1, state = $2, next_attempt_at = $3, finished_at = $4 WHERE id = $5 AND state = 'pending'")
+                    .bind(i64::from(attempt.attempt))
+                    .bind(state.as_str())
+                    .bind(next_at)
+                    .bind(finished)
+                    .bind(&attempt.event_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("settle callback attempt", e))?;
+                tx.commit().await.map_err(|e| $crate::error::db_error("commit callback attempt", e))
+            }
+
+            async fn list_callback_attempts(&self, account: kinora_core::AccountId, task: kinora_core::TaskId) -> $crate::Result<Vec<($crate::CallbackEvent, Vec<$crate::CallbackAttempt>)>> {
+                let mut events: Vec<$crate::CallbackEvent> = sqlx::query_as::<_, $crate::rows::CallbackEventRow>(concat!("SELECT ", $crate::shared::callback_event_columns!(), " FROM callback_events WHERE task_id = $1 AND account_id = $2"))
+                    .bind(task.to_string())
+                    .bind(account.to_string())
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("list callbacks", e))?
+                    .into_iter()
+                    .map($crate::rows::CallbackEventRow::into_event)
+                    .collect::<$crate::Result<_>>()?;
+                events.sort_by_key(|e| e.phase);
+                let mut listed = Vec::with_capacity(events.len());
+                for event in events {
+                    let attempts = sqlx::query_as::<_, $crate::rows::CallbackAttemptRow>("SELECT event_id, attempt, at, http_status, latency_ms, error FROM callback_attempts WHERE event_id = $1 ORDER BY attempt")
+                        .bind(&event.id)
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err(|e| $crate::error::db_error("list callback attempts", e))?
+                        .into_iter()
+                        .map($crate::rows::CallbackAttemptRow::into_attempt)
+                        .collect();
+                    listed.push((event, attempts));
+                }
+                Ok(listed)
+            }
+
+            async fn tasks_missing_callbacks(&self, changed_before: i64, limit: u32) -> $crate::Result<Vec<kinora_core::Task>> {
+                sqlx::query_as::<_, $crate::rows::TaskRow>(concat!(
+                    "SELECT ", $crate::shared::task_columns!(), " FROM tasks t WHERE t.callback_url IS NOT NULL \
+                     AND t.state IN ('running', 'succeeded', 'failed', 'canceled') AND t.updated_at < $1 \
+                     AND NOT (t.dialect = 'acedata' AND t.state = 'running') \
+                     AND NOT EXISTS (SELECT 1 FROM callback_events e WHERE e.task_id = t.id AND e.phase = \
+                     CASE WHEN t.state = 'running' THEN 'processing' ELSE 'ended' END) \
+                     ORDER BY t.updated_at LIMIT $2"
+                ))
+                .bind(changed_before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| $crate::error::db_error("tasks missing callbacks", e))?
+                .into_iter()
+                .map($crate::rows::TaskRow::into_task)
+                .collect()
             }
 
             async fn get_element_by_task(&self, account: kinora_core::AccountId, task_id: kinora_core::TaskId) -> $crate::Result<Option<$crate::Element>> {

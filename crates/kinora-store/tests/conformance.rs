@@ -11,8 +11,9 @@ use kinora_core::{
 };
 use kinora_store::testing::{self, TestDatabase};
 use kinora_store::{
-    ElementCreation, ElementImage, JobState, NewAccessKey, NewApiKey, NewElement, NewJob,
-    ReferenceType, RetryOutcome, Store, TaskTransition,
+    CallbackAttempt, CallbackNext, CallbackPhase, CallbackState, ElementCreation, ElementImage,
+    JobState, NewAccessKey, NewApiKey, NewCallbackEvent, NewElement, NewJob, ReferenceType,
+    RetryOutcome, Store, TaskTransition, DELIVER_CALLBACK,
 };
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -68,6 +69,183 @@ async fn the_creating_request_is_kept(db: TestDatabase, _clock: ManualClock) {
         .await
         .expect("create");
     assert_eq!(bare.submission, None);
+    // States of many tasks in one read; unknown ids are left out.
+    let mut states = store
+        .task_states(&[created.id, TaskId::new(), bare.id])
+        .await
+        .expect("states");
+    states.sort_by_key(|(id, _)| *id);
+    let mut wanted = vec![
+        (created.id, TaskState::Queued),
+        (bare.id, TaskState::Queued),
+    ];
+    wanted.sort_by_key(|(id, _)| *id);
+    assert_eq!(states, wanted);
+}
+
+async fn callbacks_are_queued_once_per_phase_and_recorded(db: TestDatabase, clock: ManualClock) {
+    let store = db.store;
+    let a = store.create_account("a").await.expect("a").id;
+    let b = store.create_account("b").await.expect("b").id;
+    let (task, _) = store
+        .create_task(
+            NewTask {
+                callback_url: Some("https://example.com/hook".into()),
+                ..new_task(a, None)
+            },
+            submit_job(),
+        )
+        .await
+        .expect("task");
+    let event = |phase: CallbackPhase, id: &str| NewCallbackEvent {
+        id: id.to_owned(),
+        task_id: task.id,
+        account_id: a,
+        phase,
+        url: "https://example.com/hook".into(),
+        body: format!("{{\"phase\":\"{}\"}}", phase.as_str()),
+    };
+    // Once per phase; each with its delivery job.
+    assert!(store
+        .enqueue_callback_event(event(CallbackPhase::Ended, "msg_2"))
+        .await
+        .expect("ended"));
+    assert!(store
+        .enqueue_callback_event(event(CallbackPhase::Processing, "msg_1"))
+        .await
+        .expect("processing"));
+    assert!(!store
+        .enqueue_callback_event(event(CallbackPhase::Ended, "msg_3"))
+        .await
+        .expect("again"));
+    let jobs = store
+        .claim_jobs("w", &[DELIVER_CALLBACK], 10, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(jobs.len(), 2);
+    // Listed in delivery order, whatever the insertion order.
+    let events = store.task_callback_events(task.id).await.expect("events");
+    assert_eq!(
+        events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["msg_1", "msg_2"]
+    );
+    assert!(events
+        .iter()
+        .all(|e| e.state == CallbackState::Pending && e.attempts == 0));
+    // Attempts: a failure with a retry time, then a delivery; a repeated record changes nothing.
+    let at = clock.now_ms();
+    let failed = CallbackAttempt {
+        event_id: "msg_1".into(),
+        attempt: 1,
+        at,
+        http_status: Some(500),
+        latency_ms: 12,
+        error: Some("the receiver answered HTTP 500".into()),
+    };
+    store
+        .record_callback_attempt(failed.clone(), CallbackNext::RetryAt(at + 30_000))
+        .await
+        .expect("failed attempt");
+    let pending = store
+        .get_callback_event("msg_1")
+        .await
+        .expect("get")
+        .expect("event");
+    assert_eq!(
+        (pending.state, pending.attempts, pending.next_attempt_at),
+        (CallbackState::Pending, 1, at + 30_000)
+    );
+    let delivered = CallbackAttempt {
+        attempt: 2,
+        at: at + 30_000,
+        http_status: Some(204),
+        error: None,
+        ..failed.clone()
+    };
+    store
+        .record_callback_attempt(delivered.clone(), CallbackNext::Delivered)
+        .await
+        .expect("delivered");
+    store
+        .record_callback_attempt(failed.clone(), CallbackNext::GiveUp)
+        .await
+        .expect("a late duplicate");
+    let done = store
+        .get_callback_event("msg_1")
+        .await
+        .expect("get")
+        .expect("event");
+    assert_eq!(
+        (done.state, done.attempts, done.finished_at),
+        (CallbackState::Delivered, 2, Some(at + 30_000))
+    );
+    let listed = store
+        .list_callback_attempts(a, task.id)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].1, vec![failed, delivered]);
+    assert!(listed[1].1.is_empty());
+    assert!(store
+        .list_callback_attempts(b, task.id)
+        .await
+        .expect("other")
+        .is_empty());
+    // A running task whose processing event is missing is found; once recorded it is not.
+    let (quiet, _) = store
+        .create_task(
+            NewTask {
+                callback_url: Some("https://example.com/hook".into()),
+                ..new_task(a, None)
+            },
+            submit_job(),
+        )
+        .await
+        .expect("task");
+    store
+        .transition_task(quiet.id, TaskTransition::Running)
+        .await
+        .expect("running");
+    clock.advance(Duration::from_secs(60));
+    let missing = store
+        .tasks_missing_callbacks(clock.now_ms(), 10)
+        .await
+        .expect("missing");
+    assert_eq!(missing.iter().map(|t| t.id).collect::<Vec<_>>(), [quiet.id]);
+    store
+        .enqueue_callback_event(NewCallbackEvent {
+            id: "msg_4".into(),
+            task_id: quiet.id,
+            phase: CallbackPhase::Processing,
+            ..event(CallbackPhase::Processing, "msg_4")
+        })
+        .await
+        .expect("repair");
+    assert!(store
+        .tasks_missing_callbacks(clock.now_ms(), 10)
+        .await
+        .expect("missing")
+        .is_empty());
+    // Webhook secrets: a rotation retires the previous one.
+    let first = store
+        .add_webhook_secret(a, "sealed-1".into())
+        .await
+        .expect("first");
+    clock.advance(Duration::from_secs(1));
+    let second = store
+        .add_webhook_secret(a, "sealed-2".into())
+        .await
+        .expect("second");
+    let secrets = store.webhook_secrets(a).await.expect("secrets");
+    assert_eq!(
+        secrets.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [second.id, first.id]
+    );
+    assert_eq!(
+        (secrets[0].retired_at, secrets[1].retired_at),
+        (None, Some(second.created_at))
+    );
+    assert!(store.webhook_secrets(b).await.expect("b").is_empty());
 }
 
 fn submit_job() -> JobKind {
@@ -131,6 +309,7 @@ on_both_backends!(
     elements_are_scoped_paged_and_deleted(super::manual_clock()),
     element_tasks_are_found_by_either_id_and_listed(super::manual_clock()),
     the_creating_request_is_kept(super::manual_clock()),
+    callbacks_are_queued_once_per_phase_and_recorded(super::manual_clock()),
     access_keys_are_found_revoked_and_scoped(super::manual_clock()),
     api_keys_are_found_by_hash_and_scoped_by_account(super::manual_clock()),
     enqueue_wakes_waiting_workers(kinora_core::time::SystemClock),

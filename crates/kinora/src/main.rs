@@ -42,6 +42,111 @@ enum Command {
     Keys(KeysCommand),
     /// Create, read, wait for and download videos through a kinora server's unified API.
     Video(Box<VideoCli>),
+    /// Manage an account's webhook signing secret.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+    /// Show a task's callbacks and every delivery attempt.
+    Callbacks {
+        /// The task id, in any dialect's form.
+        task_id: String,
+        /// The account (UUID) the task belongs to; by default the bootstrap account.
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Create the account's webhook secret and print it (shown only this once); callbacks are
+    /// signed with it from then on.
+    Create {
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Replace the secret with a new one, printed once; the old one keeps signing alongside it
+    /// for 7 days, so receivers can switch without losing a callback.
+    Rotate {
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+async fn account_or_default(
+    store: &dyn kinora_server::store::Store,
+    given: Option<String>,
+) -> Result<kinora_server::AccountId, kinora_server::Error> {
+    match given {
+        Some(text) => text
+            .parse()
+            .map_err(|_| kinora_server::Error::invalid(format!("`{text}` is not an account id"))),
+        None => kinora_server::auth::default_account(store).await,
+    }
+}
+
+async fn run_webhooks(
+    config: &Config,
+    command: WebhooksCommand,
+) -> Result<(), kinora_server::Error> {
+    use kinora_server::callbacks::secrets;
+    let store = kinora_server::open_store(config).await?;
+    let sealer = kinora_server::access_keys::SecretBox::load(&config.auth, &config.data_dir)?;
+    let (secret, account, verb) = match command {
+        WebhooksCommand::Create { account } => {
+            let account = account_or_default(&*store, account).await?;
+            (
+                secrets::create(&*store, &sealer, account).await?,
+                account,
+                "created",
+            )
+        }
+        WebhooksCommand::Rotate { account } => {
+            let account = account_or_default(&*store, account).await?;
+            (
+                secrets::rotate(&*store, &sealer, account).await?,
+                account,
+                "rotated",
+            )
+        }
+    };
+    eprintln!("{verb} the webhook secret of account {account}; it is shown only once:");
+    println!("{}", secret.encoded());
+    Ok(())
+}
+
+async fn run_callbacks(
+    config: &Config,
+    task_id: &str,
+    account: Option<String>,
+) -> Result<(), kinora_server::Error> {
+    let store = kinora_server::open_store(config).await?;
+    let account = account_or_default(&*store, account).await?;
+    let id = kinora_server::TaskId::parse_any(task_id)
+        .ok_or_else(|| kinora_server::Error::invalid(format!("`{task_id}` is not a task id")))?;
+    let events = store.list_callback_attempts(account, id).await?;
+    if events.is_empty() {
+        eprintln!("task {id} of account {account} has no callbacks");
+    }
+    for (event, attempts) in events {
+        println!(
+            "{}  {:<10}  {:<9}  {}",
+            event.id,
+            event.phase.as_str(),
+            event.state.as_str(),
+            event.url
+        );
+        for a in attempts {
+            println!(
+                "    #{}  at {}  status {}  {} ms  {}",
+                a.attempt,
+                a.at,
+                a.http_status
+                    .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                a.latency_ms,
+                a.error.as_deref().unwrap_or("delivered")
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -316,6 +421,10 @@ fn main() -> ExitCode {
             .await
             .map_err(|e| kinora_server::Error::new(kinora_server::ErrorCode::InvalidInput, e)),
             Command::CheckConfig => Ok(()),
+            Command::Webhooks(command) => run_webhooks(&config, command).await,
+            Command::Callbacks { task_id, account } => {
+                run_callbacks(&config, &task_id, account).await
+            }
         }
     });
     match result {

@@ -730,3 +730,156 @@ async fn cli_creates_waits_and_downloads_a_video() {
         "{no_key:?}"
     );
 }
+
+/// A loopback receiver that answers 500 until `healthy` is set, then 200, and records every
+/// (webhook-id, status) pair it answered.
+async fn flaky_receiver(
+    healthy: Arc<std::sync::atomic::AtomicBool>,
+) -> (String, Arc<std::sync::Mutex<Vec<(String, u16)>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let log: Arc<std::sync::Mutex<Vec<(String, u16)>>> = Arc::default();
+    let seen = log.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let seen = seen.clone();
+        let healthy = healthy.clone();
+        async move {
+            let status = if healthy.load(std::sync::atomic::Ordering::SeqCst) {
+                200
+            } else {
+                500
+            };
+            let id = headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((id, status));
+            axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK)
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_callbacks_wait_to_retry_delivers_them_after_a_restart() {
+    const TASKS: usize = 6;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("kinora.db").display());
+    let port = free_port();
+    let config = write_config(dir.path(), port, &url, 50, 5);
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("[fetch]\nallow = [\"127.0.0.1\"]\n[callbacks]\nretry_delays_seconds = [2, 2, 2, 2, 2, 2, 2]\n");
+    std::fs::write(&config, text).expect("config");
+    let config_arg = config.to_str().expect("utf-8 path");
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (hook, log) = flaky_receiver(healthy.clone()).await;
+
+    let mut first = Kinora::spawn(dir.path(), &["serve", "--config", config_arg], port, |_| {});
+    first.wait_ready().await;
+    let store = open_store(&url).await;
+    let account = store.create_account("callbacks").await.expect("account").id;
+    let mut ids = Vec::new();
+    for n in 0..TASKS {
+        let (task, _) = store
+            .create_task(
+                NewTask {
+                    id: TaskId::new(),
+                    account_id: account,
+                    dialect: Dialect::Official,
+                    kind: TaskKind::Text2Video,
+                    model: "kling-v2-6".into(),
+                    request: serde_json::json!({ "prompt": format!("shot {n}") }),
+                    external_task_id: None,
+                    callback_url: Some(hook.clone()),
+                    submission: None,
+                },
+                JobKind::SUBMIT_TASK,
+            )
+            .await
+            .expect("create task");
+        ids.push(task.id);
+    }
+    // Every task has ended, so both its callbacks are recorded, and the first has failed at
+    // least once (the second waits for it: order per task is strict).
+    wait_until("failed callbacks", Duration::from_secs(60), async || {
+        let mut ready = 0;
+        for id in &ids {
+            let events = store
+                .list_callback_attempts(account, *id)
+                .await
+                .expect("events");
+            let waiting = events
+                .iter()
+                .all(|(e, _)| e.state == kinora_store::CallbackState::Pending);
+            if events.len() == 2 && waiting && events[0].0.attempts >= 1 {
+                ready += 1;
+            }
+        }
+        ready == TASKS
+    })
+    .await;
+    first.signal(Signal::SIGKILL);
+    first.wait_exit(Duration::from_secs(10)).await;
+    let answered_before = log.lock().unwrap_or_else(|e| e.into_inner()).len();
+    assert!(
+        answered_before >= TASKS,
+        "failures were answered before the kill"
+    );
+
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut second = Kinora::spawn(dir.path(), &["serve", "--config", config_arg], port, |_| {});
+    second.wait_ready().await;
+    wait_until(
+        "every callback delivered",
+        Duration::from_secs(90),
+        async || {
+            let mut delivered = 0;
+            for id in &ids {
+                for (event, _) in store
+                    .list_callback_attempts(account, *id)
+                    .await
+                    .expect("events")
+                {
+                    if event.state == kinora_store::CallbackState::Delivered {
+                        delivered += 1;
+                    }
+                }
+            }
+            delivered == 2 * TASKS
+        },
+    )
+    .await;
+    // Each event reached the receiver with a 2xx, the start before the end of its task.
+    let answered = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for id in &ids {
+        let events = store
+            .list_callback_attempts(account, *id)
+            .await
+            .expect("events");
+        let webhook_ids: Vec<String> = events.iter().map(|(e, _)| e.id.clone()).collect();
+        for webhook_id in &webhook_ids {
+            assert!(
+                answered
+                    .iter()
+                    .any(|(w, status)| w == webhook_id && *status == 200),
+                "{webhook_id} delivered\n{}",
+                second.logs()
+            );
+        }
+        let first_ok = |w: &str| answered.iter().position(|(x, s)| x == w && *s == 200);
+        assert!(
+            first_ok(&webhook_ids[0]) < first_ok(&webhook_ids[1]),
+            "in order"
+        );
+    }
+    second.signal(Signal::SIGTERM);
+    second.wait_exit(Duration::from_secs(15)).await;
+}
