@@ -252,6 +252,73 @@ async fn every_dialect_calls_back_in_its_own_payload_signed_and_in_order() {
     assert!(events
         .iter()
         .all(|e| e["state"] == "delivered" && e["attempts"][0]["http_status"] == 200));
+
+    // After a rotation both secrets sign, and each signature verifies on its own.
+    let rotated =
+        kinora_server::callbacks::secrets::rotate(&*store, &server.services.secrets, account)
+            .await
+            .expect("rotate")
+            .encoded();
+    let (status, more) = server
+        .submit(json!({"model": "Kling-V2.6", "prompt": "after the rotation", "callback_url": receiver.url}))
+        .await;
+    assert_eq!(status, 200, "{more}");
+    let later = receiver.delivered(7).await;
+    let newest: Vec<&Received> = later
+        .iter()
+        .filter(|r| r.body.contains(more["id"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(newest.len(), 2);
+    for r in newest {
+        assert_eq!(header(r, "webhook-signature").split(' ').count(), 2);
+        assert!(verifies(&secret, r) && verifies(&rotated, r));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redirects_are_answers_not_followed() {
+    let server = server().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let target = format!("http://{}/moved", listener.local_addr().expect("addr"));
+    let hits: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = hits.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let seen = seen.clone();
+        async move {
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(uri.path().to_owned());
+            (StatusCode::FOUND, [("location", "/elsewhere")])
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let (status, created) = server
+        .submit(json!({"model": "Kling-V2.6", "prompt": "moved", "callback_url": target}))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let listed = loop {
+        let (_, _, listed) = server
+            .get(&server.key, &format!("/kinora/v1/tasks/{id}/callbacks"))
+            .await;
+        if listed["data"][0]["attempts_made"].as_u64() >= Some(2) || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let attempt = &listed["data"][0]["attempts"][0];
+    assert_eq!(attempt["http_status"], 302, "{listed}");
+    assert_eq!(
+        attempt["error"],
+        "the receiver answered HTTP 302 (redirects are not followed)"
+    );
+    let paths = hits.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(paths.iter().all(|p| p == "/moved"), "{paths:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -882,4 +882,66 @@ async fn sigkill_while_callbacks_wait_to_retry_delivers_them_after_a_restart() {
     }
     second.signal(Signal::SIGTERM);
     second.wait_exit(Duration::from_secs(15)).await;
+
+    // The CLI lists the attempts: failures before the kill, the delivery after it.
+    let account_arg = account.to_string();
+    let out = run(
+        dir.path(),
+        &[
+            "callbacks",
+            &ids[0].to_string(),
+            "--account",
+            &account_arg,
+            "--config",
+            config_arg,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains("processing") && listing.contains("ended"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("status 500") && listing.contains("status 200"),
+        "{listing}"
+    );
+    assert!(listing.matches("delivered").count() >= 2, "{listing}");
+
+    // Webhook secrets: created once (printed), then only rotated.
+    let webhooks = |verb: &str| {
+        run(
+            dir.path(),
+            &[
+                "webhooks",
+                verb,
+                "--account",
+                &account_arg,
+                "--config",
+                config_arg,
+            ],
+            &[],
+        )
+    };
+    let created = webhooks("create");
+    assert!(created.status.success(), "{created:?}");
+    let first = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    assert!(first.starts_with("whsec_"), "{first}");
+    let again = webhooks("create");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("rotate it instead"));
+    let rotated = webhooks("rotate");
+    assert!(rotated.status.success(), "{rotated:?}");
+    let second_secret = String::from_utf8_lossy(&rotated.stdout).trim().to_owned();
+    assert!(second_secret.starts_with("whsec_") && second_secret != first);
+    let secrets = store.webhook_secrets(account).await.expect("secrets");
+    assert_eq!(secrets.len(), 2);
+    assert!(secrets[0].retired_at.is_none() && secrets[1].retired_at.is_some());
+    assert!(
+        !secrets
+            .iter()
+            .any(|s| s.secret_ciphertext.contains(&first[6..])),
+        "stored sealed"
+    );
 }
