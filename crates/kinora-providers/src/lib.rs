@@ -1,6 +1,7 @@
 //! What a provider is to kinora's workers: something that accepts a task, reports progress,
 //! and leaves the outputs in kinora's own object storage before it says "succeeded".
 
+pub mod kling;
 pub mod local;
 mod registry;
 #[cfg(feature = "scripted")]
