@@ -37,6 +37,11 @@ pub struct Config {
     pub official: OfficialConfig,
     pub acedata: AceDataConfig,
     pub callbacks: CallbacksConfig,
+    /// Upstream accounts besides the built-in `local` engine.
+    pub channels: Vec<ChannelConfig>,
+    /// Model name → the channels that serve it, in order of preference. A model without a
+    /// route is served by `local`.
+    pub routes: std::collections::BTreeMap<String, Vec<String>>,
     pub log: LogConfig,
     #[cfg(feature = "scripted-provider")]
     pub testing: TestingConfig,
@@ -56,6 +61,8 @@ impl Default for Config {
             official: OfficialConfig::default(),
             acedata: AceDataConfig::default(),
             callbacks: CallbacksConfig::default(),
+            channels: Vec::new(),
+            routes: std::collections::BTreeMap::new(),
             log: LogConfig::default(),
             #[cfg(feature = "scripted-provider")]
             testing: TestingConfig::default(),
@@ -253,6 +260,41 @@ impl OfficialConfig {
     }
 }
 
+/// The built-in channel: the local render engine.
+pub const LOCAL_CHANNEL: &str = "local";
+
+/// What kind of upstream a channel is.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// The official Kling API.
+    #[default]
+    Kling,
+}
+
+/// One upstream account.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelConfig {
+    pub name: String,
+    pub kind: ChannelKind,
+    pub base_url: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            kind: ChannelKind::Kling,
+            base_url: kinora_providers::kling::DEFAULT_BASE_URL.to_owned(),
+            access_key: String::new(),
+            secret_key: String::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CallbacksConfig {
@@ -385,6 +427,45 @@ impl Config {
 
     fn validate(&self) -> Result<(), Error> {
         self.official.capabilities()?;
+        let mut names = std::collections::BTreeSet::new();
+        for channel in &self.channels {
+            if channel.name.is_empty() || channel.name == LOCAL_CHANNEL {
+                return Err(config_error(format!(
+                    "every channel needs a name other than `{LOCAL_CHANNEL}` (the built-in engine)"
+                )));
+            }
+            if !names.insert(channel.name.as_str()) {
+                return Err(config_error(format!(
+                    "channel `{}` is defined twice",
+                    channel.name
+                )));
+            }
+            if channel.access_key.is_empty() || channel.secret_key.is_empty() {
+                return Err(config_error(format!(
+                    "channel `{}` needs access_key and secret_key",
+                    channel.name
+                )));
+            }
+            if url::Url::parse(&channel.base_url).is_err() {
+                return Err(config_error(format!(
+                    "channel `{}`: base_url `{}` is not a URL",
+                    channel.name, channel.base_url
+                )));
+            }
+        }
+        for (model, route) in &self.routes {
+            if route.is_empty() {
+                return Err(config_error(format!("routes.{model} names no channel")));
+            }
+            if let Some(unknown) = route
+                .iter()
+                .find(|c| c.as_str() != LOCAL_CHANNEL && !names.contains(c.as_str()))
+            {
+                return Err(config_error(format!(
+                    "routes.{model} names channel `{unknown}`, which is not defined"
+                )));
+            }
+        }
         if self.callbacks.retry_delays_seconds.contains(&0) {
             return Err(config_error(
                 "callbacks.retry_delays_seconds must hold delays of at least 1 s",
@@ -494,6 +575,9 @@ impl Config {
                 *secret = "<redacted>".into();
             }
         }
+        for channel in &mut shown.channels {
+            channel.secret_key = "<redacted>".into();
+        }
         if shown.storage.path.is_empty() && shown.storage.backend == StorageBackend::Filesystem {
             shown.storage.path = self.data_dir.join("objects").display().to_string();
         }
@@ -570,6 +654,22 @@ fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
                 insert_path(next, rest, value);
             }
         }
+    }
+}
+
+impl Config {
+    /// Which channels serve each model, in order: every routed model, then the rest.
+    pub fn route_table(&self) -> Vec<(String, Vec<String>)> {
+        let mut table: Vec<(String, Vec<String>)> = self
+            .routes
+            .iter()
+            .map(|(model, channels)| (model.clone(), channels.clone()))
+            .collect();
+        table.push((
+            "every other model".to_owned(),
+            vec![LOCAL_CHANNEL.to_owned()],
+        ));
+        table
     }
 }
 

@@ -140,8 +140,27 @@ impl Services {
 fn build_providers(config: &Config) -> Result<Providers, Error> {
     let mut providers = Providers::new();
     let local = LocalProvider::new(Some(config.render.threads))?;
-    providers.add_channel("local", Arc::new(local));
-    providers.set_default_channel("local");
+    providers.add_channel(config::LOCAL_CHANNEL, Arc::new(local));
+    providers.set_default_channel(config::LOCAL_CHANNEL);
+    for channel in &config.channels {
+        let provider = match channel.kind {
+            config::ChannelKind::Kling => kinora_providers::kling::KlingProvider::new(
+                kinora_providers::kling::KlingChannel {
+                    base_url: channel.base_url.clone(),
+                    access_key: channel.access_key.clone(),
+                    secret_key: channel.secret_key.clone(),
+                },
+            )?,
+        };
+        providers.add_channel(channel.name.clone(), Arc::new(provider));
+    }
+    // The first channel of a route serves the model (failing over along the list is not
+    // built yet).
+    for (model, route) in &config.routes {
+        if let Some(first) = route.first() {
+            providers.route(model, first.clone());
+        }
+    }
     info!(
         "local render engine active: results are deterministic procedural renders for development, \
          tests and demos, not AI generations"

@@ -388,6 +388,10 @@ fn main() -> ExitCode {
         return match config.to_redacted_toml() {
             Ok(text) => {
                 println!("# effective configuration (secrets redacted)\n{text}");
+                println!("# which channel serves each model (in order of preference)");
+                for (model, channels) in config.route_table() {
+                    println!("# {model} -> {}", channels.join(", "));
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -393,6 +393,34 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
 }
 
 #[test]
+fn check_config_prints_which_channel_serves_each_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kinora.toml");
+    std::fs::write(
+        &config,
+        "[[channels]]\nname = \"kling-sg\"\nkind = \"kling\"\naccess_key = \"ak-1\"\nsecret_key = \"sk-very-secret\"\n\n[routes]\n\"kling-v2-6\" = [\"kling-sg\", \"local\"]\n",
+    )
+    .expect("write");
+    let path = config.to_str().expect("utf-8");
+    let out = run(dir.path(), &["check-config", "--config", path], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("# kling-v2-6 -> kling-sg, local"), "{text}");
+    assert!(text.contains("# every other model -> local"), "{text}");
+    assert!(
+        text.contains("base_url = \"https://api-singapore.klingai.com\""),
+        "{text}"
+    );
+    assert!(!text.contains("sk-very-secret"), "{text}");
+    // A route to a channel that does not exist stops the command, naming both.
+    std::fs::write(&config, "[routes]\n\"kling-v3\" = [\"nowhere\"]\n").expect("write");
+    let out = run(dir.path(), &["check-config", "--config", path], &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kling-v3") && err.contains("nowhere"), "{err}");
+}
+
+#[test]
 fn unknown_configuration_keys_stop_every_command() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("bad.toml");
