@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use common::{rehost, seed_media_server, serve_with, Server};
 use kinora_server::access_keys::{issue_pair, sign_jwt};
-use kinora_server::auth;
 use serde_json::{json, Value};
 
 mod common;
@@ -99,14 +98,7 @@ async fn errors_have_the_dialects_codes_and_statuses() {
         )
     );
     // An access-key JWT works here too, and an expired one has its own code.
-    let account = server
-        .services
-        .store
-        .bootstrap_account()
-        .await
-        .expect("store")
-        .expect("account")
-        .id;
+    let account = server.account().await;
     let pair = issue_pair(
         &*server.services.store,
         &server.services.secrets,
@@ -400,14 +392,7 @@ async fn every_create_rule_is_checked_before_a_task_exists() {
         );
     }
     // Nothing above created a task.
-    let account = server
-        .services
-        .store
-        .bootstrap_account()
-        .await
-        .expect("store")
-        .expect("account")
-        .id;
+    let account = server.account().await;
     let tasks = server
         .services
         .store
@@ -491,14 +476,7 @@ async fn blocking_requests_wait_for_the_render_and_async_ones_answer_at_once() {
         .send()
         .await;
     assert!(gone.is_err(), "the client timed out");
-    let account = server
-        .services
-        .store
-        .bootstrap_account()
-        .await
-        .expect("store")
-        .expect("account")
-        .id;
+    let account = server.account().await;
     let newest = server
         .services
         .store
@@ -678,16 +656,7 @@ async fn every_example_runs_and_tasks_are_looked_up_in_every_form() {
         );
     }
     // Another account sees none of it.
-    let other = server
-        .services
-        .store
-        .create_account("b")
-        .await
-        .expect("account");
-    let other_key = auth::issue_key(&*server.services.store, Some(other.id), "b")
-        .await
-        .expect("key")
-        .secret;
+    let other_key = server.other_account_key().await;
     let (_, hidden) = ace(
         &server,
         Some(&other_key),

@@ -378,16 +378,7 @@ async fn a_failing_receiver_gets_each_event_once_after_its_retries() {
     assert!(attempts[3]["error"].is_null());
     assert_eq!(listed["data"][1]["attempts_made"], 1);
     // Another account cannot read them.
-    let other = server
-        .services
-        .store
-        .create_account("b")
-        .await
-        .expect("account");
-    let other_key = kinora_server::auth::issue_key(&*server.services.store, Some(other.id), "b")
-        .await
-        .expect("key")
-        .secret;
+    let other_key = server.other_account_key().await;
     let (status, _, _) = server
         .get(&other_key, &format!("/kinora/v1/tasks/{id}/callbacks"))
         .await;
@@ -471,14 +462,7 @@ async fn callback_targets_the_guard_refuses_are_refused_at_submit_in_every_diale
             .unwrap_or_default()
             .contains("callback_url"));
     }
-    let account = server
-        .services
-        .store
-        .bootstrap_account()
-        .await
-        .expect("store")
-        .expect("account")
-        .id;
+    let account = server.account().await;
     assert!(server
         .services
         .store

@@ -8,7 +8,6 @@ use common::{
     official_get, official_post, png_base64, rehost, seed_media_server, serve_with, Server,
 };
 use kinora_core::{Dialect, JobKind, NewTask, TaskId, TaskKind};
-use kinora_server::auth;
 use serde_json::{json, Value};
 
 mod common;
@@ -421,14 +420,7 @@ async fn every_kind_renders_a_real_mp4_and_videos_extend() {
 
     // Extension refusals: unknown, unfinished, a kind or model that does not extend, another
     // account's. The unfinished task waits on a job no worker takes, so it stays queued.
-    let account = server
-        .services
-        .store
-        .bootstrap_account()
-        .await
-        .expect("store")
-        .expect("account")
-        .id;
+    let account = server.account().await;
     let (queued, _) = server
         .services
         .store
@@ -511,16 +503,7 @@ async fn every_kind_renders_a_real_mp4_and_videos_extend() {
         ],
     )
     .await;
-    let other = server
-        .services
-        .store
-        .create_account("b")
-        .await
-        .expect("account");
-    let other_key = auth::issue_key(&*server.services.store, Some(other.id), "b")
-        .await
-        .expect("key")
-        .secret;
+    let other_key = server.other_account_key().await;
     let (status, refused) = official_post(
         &server,
         &other_key,
@@ -731,16 +714,7 @@ async fn advanced_element_tasks_are_created_queried_listed_and_used() {
         ],
     )
     .await;
-    let other = server
-        .services
-        .store
-        .create_account("b")
-        .await
-        .expect("account");
-    let other_key = auth::issue_key(&*server.services.store, Some(other.id), "b")
-        .await
-        .expect("key")
-        .secret;
+    let other_key = server.other_account_key().await;
     for lookup in [format!("{path}/{image_task}"), format!("{path}/crane")] {
         let (status, body) = official_get(&server, Some(&other_key), &lookup).await;
         assert_eq!((status, body["code"].as_i64()), (404, Some(1203)), "{body}");

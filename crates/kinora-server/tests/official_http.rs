@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use common::{official_get as official, official_post as post, png_base64, serve};
 use kinora_server::access_keys::{issue_pair, sign_jwt};
-use kinora_server::auth;
 use serde_json::{json, Value};
 
 mod common;
@@ -221,16 +220,7 @@ async fn tasks_are_queried_and_listed_in_every_form() {
     assert_eq!(body["code"], 1202);
 
     // Another account sees nothing.
-    let other = server
-        .services
-        .store
-        .create_account("b")
-        .await
-        .expect("account");
-    let other_key = auth::issue_key(&*server.services.store, Some(other.id), "b")
-        .await
-        .expect("key")
-        .secret;
+    let other_key = server.other_account_key().await;
     let (status, hidden) = official(
         &server,
         Some(&other_key),
@@ -325,16 +315,7 @@ async fn elements_share_one_store_with_the_unified_dialect() {
         ),
         (400, Some(1201), Some("only custom elements can be deleted"))
     );
-    let other = server
-        .services
-        .store
-        .create_account("b")
-        .await
-        .expect("account");
-    let other_key = auth::issue_key(&*server.services.store, Some(other.id), "b")
-        .await
-        .expect("key")
-        .secret;
+    let other_key = server.other_account_key().await;
     let (status, refused) = post(
         &server,
         &other_key,
@@ -382,14 +363,7 @@ async fn text2video_create_follows_every_rule_and_renders() {
         .services
         .store
         .get_task(
-            server
-                .services
-                .store
-                .bootstrap_account()
-                .await
-                .expect("store")
-                .expect("account")
-                .id,
+            server.account().await,
             kinora_core::TaskId::parse_any(&task_id).expect("id"),
         )
         .await

@@ -93,14 +93,7 @@ async fn a_created_task_is_pending_then_rendered() {
 
     // The stored request is the canonical one, unknown parameters kept; the engine renders it.
     let task_id = TaskId::parse_any(id).expect("task id");
-    let account = server
-        .services
-        .store
-        .bootstrap_account()
-        .await
-        .expect("store")
-        .expect("account")
-        .id;
+    let account = server.account().await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let task = loop {
         let task = server

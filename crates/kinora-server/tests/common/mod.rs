@@ -98,6 +98,31 @@ impl Server {
     pub async fn submit(&self, body: Value) -> (u16, Value) {
         self.post(Some(&self.key), body.to_string()).await
     }
+
+    /// The bootstrap account, which `key` acts for.
+    pub async fn account(&self) -> kinora_core::AccountId {
+        self.services
+            .store
+            .bootstrap_account()
+            .await
+            .expect("store")
+            .expect("bootstrap account")
+            .id
+    }
+
+    /// An API key of a second account, for isolation checks.
+    pub async fn other_account_key(&self) -> String {
+        let other = self
+            .services
+            .store
+            .create_account("b")
+            .await
+            .expect("account");
+        auth::issue_key(&*self.services.store, Some(other.id), "b")
+            .await
+            .expect("key")
+            .secret
+    }
 }
 
 pub fn png_base64(width: u32, height: u32) -> String {
