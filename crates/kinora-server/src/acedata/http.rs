@@ -24,6 +24,7 @@ use crate::http::RequestId;
 use crate::official::extend::refusal;
 use crate::unified::error::UnifiedError;
 use crate::unified::service::{create_task, submission};
+use crate::unified::submit::ParsedSubmit;
 use crate::Services;
 
 type Result<T> = std::result::Result<T, AceError>;
@@ -127,7 +128,7 @@ async fn videos(
         let caller = caller(&services, &headers).await?;
         let value = json_body(body)?;
         let (submit, delivery) = parse_videos(&value, &services.capabilities)?;
-        let mut parsed = match submit {
+        let parsed = match submit {
             AceSubmit::Plan(parsed) => *parsed,
             AceSubmit::Extend(fields) => {
                 let source = extend::find_source(
@@ -143,11 +144,7 @@ async fn videos(
                     .map_err(from_official)?
             }
         };
-        parsed.dialect = Dialect::AceData;
-        let task = create_task(&services, caller, parsed, submission(trace_id, &value))
-            .await
-            .map_err(service_error)?;
-        answer(&services, caller, task, delivery, trace_id).await
+        create_and_answer(&services, caller, parsed, &value, delivery, trace_id).await
     }
     .await;
     respond(trace_id, result)
@@ -162,25 +159,27 @@ async fn motion(
     let result = async {
         let caller = caller(&services, &headers).await?;
         let value = json_body(body)?;
-        let (mut parsed, delivery) = parse_motion(&value, &services.capabilities)?;
-        parsed.dialect = Dialect::AceData;
-        let task = create_task(&services, caller, parsed, submission(trace_id, &value))
-            .await
-            .map_err(service_error)?;
-        answer(&services, caller, task, delivery, trace_id).await
+        let (parsed, delivery) = parse_motion(&value, &services.capabilities)?;
+        create_and_answer(&services, caller, parsed, &value, delivery, trace_id).await
     }
     .await;
     respond(trace_id, result)
 }
 
-/// The answer to a create: the acknowledgement at once, or the final body once the task ends.
-async fn answer(
+/// Creates the task in this dialect, then answers: the acknowledgement at once, or the final
+/// body once the task ends.
+async fn create_and_answer(
     services: &Services,
     caller: Caller,
-    task: Task,
+    mut parsed: ParsedSubmit,
+    body: &Value,
     delivery: Delivery,
     trace_id: RequestId,
 ) -> Result<(StatusCode, Value)> {
+    parsed.dialect = Dialect::AceData;
+    let task = create_task(services, caller, parsed, submission(trace_id, body))
+        .await
+        .map_err(service_error)?;
     if delivery.asynchronous {
         return Ok((
             StatusCode::OK,
