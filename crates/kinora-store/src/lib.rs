@@ -212,6 +212,17 @@ pub struct WebhookSecretRecord {
     pub retired_at: Option<i64>,
 }
 
+/// An upstream channel as operators see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChannelState {
+    pub channel: String,
+    /// Set while the channel is disabled (until an operator enables it).
+    pub disabled_at: Option<i64>,
+    pub reason: Option<String>,
+    /// Tasks queued on it, submitted or running.
+    pub in_flight: u64,
+}
+
 /// Which status change a callback reports: work started, or the task ended. Events of one
 /// task are delivered in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -636,6 +647,35 @@ pub trait Store: Send + Sync + 'static {
     /// Unfinished tasks that no queued or running job will move any more (their job was
     /// dead-lettered or aborted), oldest first.
     async fn orphaned_task_ids(&self, limit: u32) -> Result<Vec<TaskId>>;
+
+    /// Puts a queued task on `channel` if the channel has fewer than `max_in_flight`
+    /// unfinished tasks (no limit when `None`); false when it is full or the task is no
+    /// longer queued. Concurrent assignments to one channel are serialised, so the limit holds.
+    async fn assign_channel(
+        &self,
+        task: TaskId,
+        channel: &str,
+        max_in_flight: Option<u32>,
+    ) -> Result<bool>;
+
+    /// Takes a still-queued task off the channel it was assigned (failing over).
+    async fn release_channel(&self, task: TaskId) -> Result<()>;
+
+    /// Disables a channel with the reason; false when it was disabled already.
+    async fn disable_channel(&self, channel: &str, reason: &str) -> Result<bool>;
+
+    /// Enables a disabled channel; false when it was not disabled.
+    async fn enable_channel(&self, channel: &str) -> Result<bool>;
+
+    /// Every channel that has a state or tasks in flight, by name.
+    async fn channel_states(&self) -> Result<Vec<ChannelState>>;
+
+    /// Keeps the task object an upstream pushed for `task` and makes the task's waiting poll
+    /// due now.
+    async fn record_upstream_push(&self, task: TaskId, body: &serde_json::Value) -> Result<()>;
+
+    /// The task object an upstream last pushed for `task`.
+    async fn upstream_push(&self, task: TaskId) -> Result<Option<serde_json::Value>>;
 
     async fn enqueue_job(&self, job: NewJob) -> Result<JobId>;
 

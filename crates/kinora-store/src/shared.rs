@@ -848,6 +848,127 @@ macro_rules! impl_store {
                 Ok(next_id)
             }
 
+            async fn assign_channel(&self, task: kinora_core::TaskId, channel: &str, max_in_flight: Option<u32>) -> $crate::Result<bool> {
+                let now = self.clock.now_ms();
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
+                // Writing the channel's row first makes concurrent assignments to the channel
+                // wait for each other (a row lock in PostgreSQL, the write lock in SQLite).
+                sqlx::query("INSERT INTO channel_states (channel, updated_at) VALUES ($1, $2) ON CONFLICT (channel) DO UPDATE SET updated_at = $2")
+                    .bind(channel)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("lock channel", e))?;
+                if let Some(limit) = max_in_flight {
+                    let busy: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE channel = $1 AND state IN ('queued', 'submitted', 'running') AND id <> $2")
+                        .bind(channel)
+                        .bind(task.to_string())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| $crate::error::db_error("count channel tasks", e))?;
+                    if busy >= i64::from(limit) {
+                        return Ok(false);
+                    }
+                }
+                let assigned = sqlx::query("UPDATE tasks SET channel = $1, updated_at = $2 WHERE id = $3 AND state = 'queued'")
+                    .bind(channel)
+                    .bind(now)
+                    .bind(task.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("assign channel", e))?;
+                tx.commit().await.map_err(|e| $crate::error::db_error("commit channel", e))?;
+                Ok(assigned.rows_affected() == 1)
+            }
+
+            async fn release_channel(&self, task: kinora_core::TaskId) -> $crate::Result<()> {
+                sqlx::query("UPDATE tasks SET channel = NULL, updated_at = $1 WHERE id = $2 AND state = 'queued'")
+                    .bind(self.clock.now_ms())
+                    .bind(task.to_string())
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("release channel", e))?;
+                Ok(())
+            }
+
+            async fn disable_channel(&self, channel: &str, reason: &str) -> $crate::Result<bool> {
+                let now = self.clock.now_ms();
+                let done = sqlx::query("INSERT INTO channel_states (channel, disabled_at, reason, updated_at) VALUES ($1, $2, $3, $2) \
+                     ON CONFLICT (channel) DO UPDATE SET disabled_at = $2, reason = $3, updated_at = $2 WHERE channel_states.disabled_at IS NULL")
+                    .bind(channel)
+                    .bind(now)
+                    .bind(reason)
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("disable channel", e))?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn enable_channel(&self, channel: &str) -> $crate::Result<bool> {
+                let done = sqlx::query("UPDATE channel_states SET disabled_at = NULL, reason = NULL, updated_at = $1 WHERE channel = $2 AND disabled_at IS NOT NULL")
+                    .bind(self.clock.now_ms())
+                    .bind(channel)
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("enable channel", e))?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn channel_states(&self) -> $crate::Result<Vec<$crate::ChannelState>> {
+                let rows = sqlx::query_as::<_, (String, Option<i64>, Option<String>)>("SELECT channel, disabled_at, reason FROM channel_states")
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("read channel states", e))?;
+                let counts = sqlx::query_as::<_, (String, i64)>("SELECT channel, COUNT(*) FROM tasks WHERE channel IS NOT NULL AND state IN ('queued', 'submitted', 'running') GROUP BY channel")
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("count channel tasks", e))?;
+                let mut states: std::collections::BTreeMap<String, $crate::ChannelState> = std::collections::BTreeMap::new();
+                for (channel, disabled_at, reason) in rows {
+                    states.insert(channel.clone(), $crate::ChannelState { channel, disabled_at, reason, in_flight: 0 });
+                }
+                for (channel, count) in counts {
+                    states
+                        .entry(channel.clone())
+                        .or_insert_with(|| $crate::ChannelState { channel, disabled_at: None, reason: None, in_flight: 0 })
+                        .in_flight = u64::try_from(count).unwrap_or(0);
+                }
+                Ok(states.into_values().collect())
+            }
+
+            async fn record_upstream_push(&self, task: kinora_core::TaskId, body: &serde_json::Value) -> $crate::Result<()> {
+                let now = self.clock.now_ms();
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
+                sqlx::query("INSERT INTO upstream_pushes (task_id, body, received_at) VALUES ($1, $2, $3) ON CONFLICT (task_id) DO UPDATE SET body = $2, received_at = $3")
+                    .bind(task.to_string())
+                    .bind(body.to_string())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("record upstream push", e))?;
+                sqlx::query("UPDATE jobs SET next_run_at = $1, updated_at = $1 WHERE task_id = $2 AND kind = $3 AND state = 'queued' AND next_run_at > $1")
+                    .bind(now)
+                    .bind(task.to_string())
+                    .bind(kinora_core::JobKind::POLL_TASK.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("wake poll", e))?;
+                self.announce_jobs(&mut tx).await?;
+                tx.commit().await.map_err(|e| $crate::error::db_error("commit upstream push", e))?;
+                self.wakeups.notify_waiters();
+                Ok(())
+            }
+
+            async fn upstream_push(&self, task: kinora_core::TaskId) -> $crate::Result<Option<serde_json::Value>> {
+                let body: Option<String> = sqlx::query_scalar("SELECT body FROM upstream_pushes WHERE task_id = $1")
+                    .bind(task.to_string())
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("read upstream push", e))?;
+                body.map(|b| serde_json::from_str(&b).map_err(|e| kinora_core::Error::internal(format!("stored upstream push: {e}"))))
+                    .transpose()
+            }
+
             async fn enqueue_job(&self, job: $crate::NewJob) -> $crate::Result<$crate::JobId> {
                 let now = self.clock.now_ms();
                 let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;

@@ -304,6 +304,9 @@ on_both_backends!(
     claim_respects_kinds_due_time_and_order(super::manual_clock()),
     follow_up_job_replaces_the_finished_one(super::manual_clock()),
     orphaned_tasks_are_found(super::manual_clock()),
+    channels_hold_their_limit_and_stay_disabled_until_enabled(super::manual_clock()),
+    concurrent_assignments_never_pass_a_channel_limit(kinora_core::time::SystemClock),
+    an_upstream_push_is_kept_and_wakes_the_poll(super::manual_clock()),
     bootstrap_happens_once(kinora_core::time::SystemClock),
     server_secrets_are_created_once(super::manual_clock()),
     elements_are_scoped_paged_and_deleted(super::manual_clock()),
@@ -1270,6 +1273,175 @@ async fn orphaned_tasks_are_found(db: TestDatabase, _clock: ManualClock) {
         vec![orphan.id]
     );
     let _ = alive;
+}
+
+async fn channels_hold_their_limit_and_stay_disabled_until_enabled(
+    db: TestDatabase,
+    _clock: ManualClock,
+) {
+    let store = db.store;
+    let account = store.create_account("acme").await.expect("account").id;
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let (task, _) = store
+            .create_task(new_task(account, None), submit_job())
+            .await
+            .expect("create");
+        tasks.push(task.id);
+    }
+    assert!(store
+        .assign_channel(tasks[0], "a", Some(2))
+        .await
+        .expect("assign"));
+    assert!(
+        store
+            .assign_channel(tasks[0], "a", Some(2))
+            .await
+            .expect("assign again"),
+        "a task does not count against itself"
+    );
+    assert!(store
+        .assign_channel(tasks[1], "a", Some(2))
+        .await
+        .expect("assign"));
+    assert!(
+        !store
+            .assign_channel(tasks[2], "a", Some(2))
+            .await
+            .expect("full"),
+        "the third task waits"
+    );
+    assert!(store
+        .assign_channel(tasks[2], "b", None)
+        .await
+        .expect("no limit"));
+    let task = store
+        .load_task_for_worker(tasks[0])
+        .await
+        .expect("load")
+        .expect("task");
+    assert_eq!(task.channel.as_deref(), Some("a"));
+    assert_eq!(task.state, TaskState::Queued);
+
+    store.release_channel(tasks[1]).await.expect("release");
+    assert!(store
+        .assign_channel(tasks[2], "a", Some(2))
+        .await
+        .expect("room again"));
+    store
+        .transition_task(
+            tasks[0],
+            TaskTransition::Failed {
+                class: FailureClass::Internal,
+                message: "x".into(),
+            },
+        )
+        .await
+        .expect("fail");
+    assert!(
+        !store
+            .assign_channel(tasks[0], "a", Some(5))
+            .await
+            .expect("ended"),
+        "an ended task is never assigned"
+    );
+
+    assert!(store
+        .disable_channel("a", "1102: balance used up")
+        .await
+        .expect("disable"));
+    assert!(!store
+        .disable_channel("a", "again")
+        .await
+        .expect("disable twice"));
+    let states = store.channel_states().await.expect("states");
+    let a = states.iter().find(|s| s.channel == "a").expect("a listed");
+    assert_eq!(a.reason.as_deref(), Some("1102: balance used up"));
+    assert!(a.disabled_at.is_some());
+    assert_eq!(a.in_flight, 1, "only the queued task assigned to it counts");
+    let b = states.iter().find(|s| s.channel == "b").expect("b listed");
+    assert_eq!((b.disabled_at, b.in_flight), (None, 0));
+    assert!(store.enable_channel("a").await.expect("enable"));
+    assert!(!store.enable_channel("a").await.expect("enable twice"));
+    assert!(!store.enable_channel("never-seen").await.expect("unknown"));
+    let states = store.channel_states().await.expect("states");
+    assert!(states.iter().all(|s| s.disabled_at.is_none()));
+}
+
+async fn concurrent_assignments_never_pass_a_channel_limit(db: TestDatabase, _clock: SystemClock) {
+    let store = db.store;
+    let account = store.create_account("acme").await.expect("account").id;
+    let mut handles = Vec::new();
+    for _ in 0..40 {
+        let (task, _) = store
+            .create_task(new_task(account, None), submit_job())
+            .await
+            .expect("create");
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .assign_channel(task.id, "limited", Some(5))
+                .await
+                .expect("assign")
+        }));
+    }
+    let mut assigned = 0;
+    for handle in handles {
+        if handle.await.expect("join") {
+            assigned += 1;
+        }
+    }
+    assert_eq!(assigned, 5);
+    let states = store.channel_states().await.expect("states");
+    assert_eq!(states[0].in_flight, 5);
+}
+
+async fn an_upstream_push_is_kept_and_wakes_the_poll(db: TestDatabase, clock: ManualClock) {
+    let store = db.store;
+    let account = store.create_account("acme").await.expect("account").id;
+    let (task, _) = store
+        .create_task(new_task(account, None), JobKind::POLL_TASK)
+        .await
+        .expect("create");
+    let owner = "worker";
+    let lease = Duration::from_secs(60);
+    let claimed = store
+        .claim_jobs(owner, &[JobKind::POLL_TASK], 1, lease)
+        .await
+        .expect("claim");
+    store
+        .reschedule_job(claimed[0].id, owner, Duration::from_secs(30))
+        .await
+        .expect("reschedule");
+    assert!(store
+        .claim_jobs(owner, &[JobKind::POLL_TASK], 1, lease)
+        .await
+        .expect("claim")
+        .is_empty());
+    assert_eq!(store.upstream_push(task.id).await.expect("push"), None);
+    store
+        .record_upstream_push(task.id, &json!({"task_status": "processing"}))
+        .await
+        .expect("push");
+    store
+        .record_upstream_push(task.id, &json!({"task_status": "succeed"}))
+        .await
+        .expect("push again");
+    assert_eq!(
+        store.upstream_push(task.id).await.expect("push"),
+        Some(json!({"task_status": "succeed"})),
+        "the latest push wins"
+    );
+    let woken = store
+        .claim_jobs(owner, &[JobKind::POLL_TASK], 1, lease)
+        .await
+        .expect("claim");
+    assert_eq!(
+        woken.len(),
+        1,
+        "the poll is due at once, without the clock moving"
+    );
+    let _ = clock;
 }
 
 async fn enqueue_wakes_waiting_workers(db: TestDatabase, _clock: SystemClock) {
