@@ -40,8 +40,11 @@ impl fmt::Debug for JobKind {
     }
 }
 
-/// Payload of the task pipeline's jobs: which task to work on.
+/// Payload of the task pipeline's jobs: which task to work on, and for a submit, the
+/// channels it already failed over from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskJobPayload {
     pub task_id: crate::TaskId,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_channels: Vec<String>,
 }

@@ -120,6 +120,13 @@ pub struct ExtendRequest {
     pub source_frames: u64,
     #[serde(default)]
     pub source_finished_at: i64,
+    /// The channel that made the source video: an upstream extends only its own videos, so
+    /// the extension runs there too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_channel: Option<String>,
+    /// The upstream's id of the source video, when an upstream made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_upstream_video_id: Option<String>,
 }
 
 /// One generation request, every kind in one shape; which fields apply depends on the task's
@@ -290,6 +297,8 @@ mod tests {
                 video: MediaRef::new("tasks/b/outputs/video.mp4"),
                 source_frames: 120,
                 source_finished_at: 0,
+                source_channel: Some("kling-a".into()),
+                source_upstream_video_id: Some("video-1".into()),
             }),
             watermark: true,
             extra: [("future_field".to_owned(), json!(1))]

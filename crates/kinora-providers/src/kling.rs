@@ -9,8 +9,9 @@
 //! submit that may or may not have reached the upstream (a crash, a timeout, a 5xx) is adopted
 //! rather than created twice.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -31,8 +32,12 @@ pub const DEFAULT_BASE_URL: &str = "https://api-singapore.klingai.com";
 /// Tokens live this long and are re-minted when less than [`REFRESH_BEFORE_S`] remains.
 const TOKEN_LIFETIME_S: i64 = 1800;
 const REFRESH_BEFORE_S: i64 = 300;
-/// The first poll comes this long after acceptance (§12).
+/// The first poll comes this long after acceptance, later ones at intervals growing by half
+/// up to [`MAX_POLL_INTERVAL`] (§12).
 const FIRST_POLL: Duration = Duration::from_secs(5);
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// A task not polled for this long is no longer counted as one this process follows.
+const FOLLOW_WINDOW: Duration = Duration::from_secs(600);
 /// A busy upstream (1302, 1303, 429) is asked again after this.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 /// Largest result video kinora stores.
@@ -57,6 +62,27 @@ pub struct KlingChannel {
     pub base_url: String,
     pub access_key: String,
     pub secret_key: String,
+    /// Whether creates ask Kling to push task changes to kinora's receiver.
+    pub send_callbacks: bool,
+    /// The average rate of task queries the channel keeps to: each followed task's polls are
+    /// spaced so that all of them together stay at or below it.
+    pub max_queries_per_second: u32,
+    /// Queries sent to the channel at the same time.
+    pub max_parallel_queries: u32,
+}
+
+impl KlingChannel {
+    /// An account with §12's defaults: no pushes, 10 queries a second, 8 at a time.
+    pub fn new(base_url: &str, access_key: &str, secret_key: &str) -> Self {
+        Self {
+            base_url: base_url.to_owned(),
+            access_key: access_key.to_owned(),
+            secret_key: secret_key.to_owned(),
+            send_callbacks: false,
+            max_queries_per_second: 10,
+            max_parallel_queries: 8,
+        }
+    }
 }
 
 pub struct KlingProvider {
@@ -64,6 +90,17 @@ pub struct KlingProvider {
     http: reqwest::Client,
     /// The cached token and its expiry (Unix seconds).
     token: Mutex<Option<(String, i64)>>,
+    /// Bounds the queries in flight on this channel.
+    queries: tokio::sync::Semaphore,
+    /// The unfinished tasks this process follows on the channel, with when each was last
+    /// submitted or polled: their number spaces the polls.
+    followed: Mutex<Followed>,
+}
+
+#[derive(Default)]
+struct Followed {
+    tasks: HashMap<kinora_core::TaskId, Instant>,
+    pruned_at: Option<Instant>,
 }
 
 /// An upstream answer judged: `Ok(data)` only for HTTP 200 with JSON, `code` 0 and `data`.
@@ -127,11 +164,48 @@ impl KlingProvider {
             .timeout(timeout)
             .build()
             .map_err(|e| kinora_core::Error::internal(format!("Kling HTTP client: {e}")))?;
+        let parallel = usize::try_from(channel.max_parallel_queries.max(1)).unwrap_or(1);
         Ok(Self {
             channel,
             http,
             token: Mutex::new(None),
+            queries: tokio::sync::Semaphore::new(parallel),
+            followed: Mutex::default(),
         })
+    }
+
+    /// Notes that `task` is followed (or, when `ended`, no longer) and returns how many are.
+    fn follow(&self, task: kinora_core::TaskId, ended: bool) -> usize {
+        let mut followed = self
+            .followed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if ended {
+            followed.tasks.remove(&task);
+        } else {
+            followed.tasks.insert(task, now);
+        }
+        // Tasks polled by another process or abandoned stop counting after a while.
+        if followed
+            .pruned_at
+            .is_none_or(|at| now.duration_since(at) > Duration::from_secs(60))
+        {
+            followed
+                .tasks
+                .retain(|_, seen| now.duration_since(*seen) < FOLLOW_WINDOW);
+            followed.pruned_at = Some(now);
+        }
+        followed.tasks.len()
+    }
+
+    /// The shortest spacing between two polls of one task that keeps `followed` tasks at or
+    /// below the channel's query rate.
+    fn fair_poll_spacing(&self, followed: usize) -> Duration {
+        match self.channel.max_queries_per_second {
+            0 => Duration::ZERO,
+            rate => Duration::from_secs_f64(followed as f64 / f64::from(rate)),
+        }
     }
 
     /// The bearer token: the cached one while more than [`REFRESH_BEFORE_S`] remain.
@@ -402,11 +476,22 @@ impl KlingProvider {
                 body.remove("aspect_ratio");
             }
             TaskKind::VideoExtend => {
-                return Err(permanent(
-                    FailureClass::InvalidInput,
-                    "video-extend continues a video of the same upstream, and kinora keeps no \
-                     upstream video ids yet; route video-extend to the local channel",
-                ))
+                let video_id = request
+                    .extend
+                    .as_ref()
+                    .and_then(|e| e.source_upstream_video_id.clone())
+                    .ok_or_else(|| {
+                        permanent(
+                            FailureClass::InvalidInput,
+                            "the source video was not made by this Kling channel, and Kling \
+                             extends only its own videos",
+                        )
+                    })?;
+                body.insert("video_id".into(), json!(video_id));
+                // Model, mode and length come from the source video.
+                for inherited in ["model_name", "mode", "duration", "aspect_ratio", "sound"] {
+                    body.remove(inherited);
+                }
             }
             TaskKind::Text2Video => {}
         }
@@ -481,11 +566,13 @@ fn classify(answer: Answer, what: &str) -> ProviderError {
             },
             1301 => permanent(FailureClass::ContentPolicy, message),
             1200 | 1201 | 1203 | 1300 | 1304 => permanent(FailureClass::InvalidInput, message),
-            1100..=1103 => permanent(
-                FailureClass::UpstreamError,
-                format!("the Kling account cannot take tasks ({code}): {message}"),
-            ),
-            1000..=1004 => transient(format!("{what}: authorization refused ({code}): {message}")),
+            1100..=1103 => ProviderError::ChannelUnusable {
+                message: format!("the Kling account cannot take tasks ({code}): {message}"),
+            },
+            // 1003 and 1004 were already answered with a fresh token once.
+            1000..=1004 => ProviderError::ChannelUnusable {
+                message: format!("Kling refused the channel's credentials ({code}): {message}"),
+            },
             _ => transient(format!("{what}: Kling answered {code}: {message}")),
         },
     }
@@ -495,15 +582,25 @@ fn classify(answer: Answer, what: &str) -> ProviderError {
 impl Provider for KlingProvider {
     async fn submit(&self, task: &Task, cx: &ProviderContext) -> Result<Submission, ProviderError> {
         // A submit that may have reached the upstream before (crash, timeout, 5xx) is adopted.
-        if let Some(existing) = self.find_upstream(task).await? {
-            if let Some(id) = existing.get("task_id").and_then(Value::as_str) {
-                return Ok(Submission {
-                    upstream_task_id: Some(id.to_owned()),
-                    first_poll_after: FIRST_POLL,
-                });
+        if !cx.first_submit {
+            if let Some(existing) = self.find_upstream(task).await? {
+                if let Some(id) = existing.get("task_id").and_then(Value::as_str) {
+                    let followed = self.follow(task.id, false);
+                    return Ok(Submission {
+                        upstream_task_id: Some(id.to_owned()),
+                        first_poll_after: FIRST_POLL.max(self.fair_poll_spacing(followed)),
+                    });
+                }
             }
         }
-        let body = self.body(task, cx).await?;
+        let mut body = self.body(task, cx).await?;
+        if let (true, Some(url), Value::Object(fields)) = (
+            self.channel.send_callbacks,
+            &cx.upstream_callback_url,
+            &mut body,
+        ) {
+            fields.insert("callback_url".into(), json!(url));
+        }
         let path = format!("/v1/videos/{}", feature(task.kind));
         match self.call(reqwest::Method::POST, &path, Some(&body)).await {
             Answer::Data(data) => {
@@ -511,9 +608,10 @@ impl Provider for KlingProvider {
                     .get("task_id")
                     .and_then(Value::as_str)
                     .ok_or_else(|| transient("create: the answer has no task_id"))?;
+                let followed = self.follow(task.id, false);
                 Ok(Submission {
                     upstream_task_id: Some(id.to_owned()),
-                    first_poll_after: FIRST_POLL,
+                    first_poll_after: FIRST_POLL.max(self.fair_poll_spacing(followed)),
                 })
             }
             other => Err(classify(other, "create")),
@@ -525,11 +623,58 @@ impl Provider for KlingProvider {
             .upstream_task_id
             .clone()
             .ok_or_else(|| transient("the task has no upstream id yet"))?;
-        let path = format!("/v1/videos/{}/{upstream}", feature(task.kind));
-        let data = match self.call(reqwest::Method::GET, &path, None).await {
-            Answer::Data(data) => data,
-            other => return Err(classify(other, "query")),
+        // A push names the task by both ids; one that does not is not about this task.
+        let pushed = cx.pushed.clone().filter(|p| {
+            p.get("task_id").and_then(Value::as_str) == Some(upstream.as_str())
+                && p["task_info"]["external_task_id"].as_str() == Some(&task.id.to_string())
+        });
+        let data = match pushed {
+            Some(data) => data,
+            None => {
+                let path = format!("/v1/videos/{}/{upstream}", feature(task.kind));
+                let _slot = self
+                    .queries
+                    .acquire()
+                    .await
+                    .map_err(|_| transient("the channel is shutting down"))?;
+                match self.call(reqwest::Method::GET, &path, None).await {
+                    Answer::Data(data) => data,
+                    other => return Err(classify(other, "query")),
+                }
+            }
         };
+        let progress = self.progress(task, &data, cx).await;
+        let ended = matches!(
+            progress,
+            Ok(Progress::Succeeded { .. } | Progress::Failed { .. })
+                | Err(ProviderError::Permanent { .. })
+        );
+        self.follow(task.id, ended);
+        progress
+    }
+
+    fn next_poll_delay(&self, _task: &Task, age: Duration) -> Duration {
+        let followed = self
+            .followed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .tasks
+            .len()
+            .max(1);
+        // Growing by half each time: the next interval is half the age, from 5 s to 30 s.
+        let schedule = (age / 2).clamp(FIRST_POLL, MAX_POLL_INTERVAL);
+        schedule.max(self.fair_poll_spacing(followed))
+    }
+}
+
+impl KlingProvider {
+    /// What an upstream task object says about the task.
+    async fn progress(
+        &self,
+        task: &Task,
+        data: &Value,
+        cx: &ProviderContext,
+    ) -> Result<Progress, ProviderError> {
         match data.get("task_status").and_then(Value::as_str) {
             Some("submitted") => Ok(Progress::Pending),
             Some("processing") => Ok(Progress::Running),
@@ -547,7 +692,7 @@ impl Provider for KlingProvider {
                 };
                 Ok(Progress::Failed { class, message })
             }
-            Some("succeed") => self.store_results(task, &data, cx).await,
+            Some("succeed") => self.store_results(task, data, cx).await,
             other => {
                 warn!(task = %task.id, status = ?other, "unknown Kling task status; polling on");
                 Ok(Progress::Running)

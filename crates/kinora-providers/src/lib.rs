@@ -14,7 +14,7 @@ use kinora_core::{FailureClass, Task};
 use kinora_storage::ObjectStorage;
 use tokio_util::sync::CancellationToken;
 
-pub use registry::Providers;
+pub use registry::{Channel, ChannelSettings, Providers};
 
 /// What a provider gets besides the task.
 #[derive(Clone)]
@@ -22,6 +22,26 @@ pub struct ProviderContext {
     pub storage: ObjectStorage,
     /// Set when the worker must stop (shutdown, lost lease); long work checks it.
     pub cancel: CancellationToken,
+    /// True when no earlier submit of this task can have reached the provider (the first
+    /// run of its first submit), so an upstream lookup before creating can be skipped.
+    pub first_submit: bool,
+    /// The task object the upstream last pushed to kinora's receiver, if any: fresher than
+    /// the last poll, and verified when it was received.
+    pub pushed: Option<serde_json::Value>,
+    /// Where the upstream may push task changes, when the receiver is enabled.
+    pub upstream_callback_url: Option<String>,
+}
+
+impl ProviderContext {
+    pub fn new(storage: ObjectStorage, cancel: CancellationToken) -> Self {
+        Self {
+            storage,
+            cancel,
+            first_submit: false,
+            pushed: None,
+            upstream_callback_url: None,
+        }
+    }
 }
 
 /// A provider accepted the task.
@@ -56,6 +76,10 @@ pub enum ProviderError {
     Busy { retry_after: Duration },
     /// Worth retrying with backoff (timeouts, 5xx, lost connections).
     Transient { message: String },
+    /// The channel itself cannot take tasks (its upstream account has no balance, is
+    /// suspended, or refuses the credentials): the channel is disabled until an operator
+    /// enables it, and the task moves to the route's next channel.
+    ChannelUnusable { message: String },
     /// Retrying cannot help: the task fails with this class and message.
     Permanent {
         class: FailureClass,
@@ -78,6 +102,12 @@ pub trait Provider: Send + Sync + 'static {
     fn works_during_poll(&self) -> bool {
         false
     }
+
+    /// How long to wait before the next poll of a task submitted `age` ago: young tasks are
+    /// polled often, old ones less (a quarter of the age, between 2 and 30 s).
+    fn next_poll_delay(&self, _task: &Task, age: Duration) -> Duration {
+        (age / 4).clamp(Duration::from_secs(2), Duration::from_secs(30))
+    }
 }
 
 impl std::fmt::Display for ProviderError {
@@ -85,6 +115,7 @@ impl std::fmt::Display for ProviderError {
         match self {
             Self::Busy { retry_after } => write!(f, "provider busy, retry after {retry_after:?}"),
             Self::Transient { message } => write!(f, "transient provider error: {message}"),
+            Self::ChannelUnusable { message } => write!(f, "channel unusable: {message}"),
             Self::Permanent { class, message } => write!(f, "{class}: {message}"),
         }
     }

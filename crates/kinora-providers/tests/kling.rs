@@ -2,6 +2,7 @@
 //! a stored MP4, the ambiguous 5xx that must not submit twice, busy answers, broken answers,
 //! hung requests, refusals, and failed tasks.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kinora_core::{AccountId, Dialect, FailureClass, Task, TaskId, TaskKind, TaskState};
@@ -9,7 +10,7 @@ use kinora_providers::kling::{KlingChannel, KlingProvider};
 use kinora_providers::{Progress, Provider, ProviderContext, ProviderError};
 use kinora_storage::{ObjectKey, ObjectStorage, StorageConfig};
 use kinora_testkit::{Faults, MockConfig, MockKling, FAIL_MARKER};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 async fn mock(faults: Faults) -> (MockKling, MockConfig) {
@@ -26,21 +27,17 @@ async fn mock(faults: Faults) -> (MockKling, MockConfig) {
 
 fn provider(mock: &MockKling, config: &MockConfig) -> KlingProvider {
     KlingProvider::with_timeout(
-        KlingChannel {
-            base_url: mock.base_url().to_owned(),
-            access_key: config.access_key.clone(),
-            secret_key: config.secret_key.clone(),
-        },
+        KlingChannel::new(mock.base_url(), &config.access_key, &config.secret_key),
         Duration::from_secs(2),
     )
     .expect("provider")
 }
 
 fn context() -> ProviderContext {
-    ProviderContext {
-        storage: ObjectStorage::open(&StorageConfig::Memory).expect("storage"),
-        cancel: CancellationToken::new(),
-    }
+    ProviderContext::new(
+        ObjectStorage::open(&StorageConfig::Memory).expect("storage"),
+        CancellationToken::new(),
+    )
 }
 
 fn task(prompt: &str) -> Task {
@@ -179,6 +176,13 @@ async fn each_fault_is_classified() {
             },
             "transient",
         ),
+        (
+            Faults {
+                no_balance: 1.0,
+                ..Faults::default()
+            },
+            "unusable",
+        ),
     ] {
         let (mock, config) = mock(faults.clone()).await;
         let provider = provider(&mock, &config);
@@ -188,6 +192,7 @@ async fn each_fault_is_classified() {
             Err(ProviderError::Busy { .. }) => "busy",
             Err(ProviderError::Transient { .. }) => "transient",
             Err(ProviderError::Permanent { .. }) => "permanent",
+            Err(ProviderError::ChannelUnusable { .. }) => "unusable",
             Ok(_) => "accepted",
         };
         assert_eq!(kind, expect, "{faults:?}: {outcome:?}");
@@ -200,17 +205,13 @@ async fn refusals_and_failed_tasks_end_the_task_with_the_upstream_message() {
     let (mock, config) = mock(Faults::default()).await;
     // A wrong secret: every call is refused; a re-minted token does not help.
     let wrong = KlingProvider::with_timeout(
-        KlingChannel {
-            base_url: mock.base_url().to_owned(),
-            access_key: config.access_key.clone(),
-            secret_key: "not-the-secret".into(),
-        },
+        KlingChannel::new(mock.base_url(), &config.access_key, "not-the-secret"),
         Duration::from_secs(2),
     )
     .expect("provider");
     let outcome = wrong.submit(&task("p"), &context()).await;
     assert!(
-        matches!(&outcome, Err(ProviderError::Transient { message }) if message.contains("1002")),
+        matches!(&outcome, Err(ProviderError::ChannelUnusable { message }) if message.contains("1002")),
         "{outcome:?}"
     );
     // A task the upstream's review rejects fails as a content-policy failure.
@@ -229,5 +230,151 @@ async fn refusals_and_failed_tasks_end_the_task_with_the_upstream_message() {
             class: FailureClass::ContentPolicy,
             message: "Failure to pass the risk control system".into()
         }
+    );
+}
+
+/// A receiver for the mock's callbacks: every posted body, in order.
+async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let store = received.clone();
+    let app = axum::Router::new().route(
+        "/push",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let store = store.clone();
+            async move {
+                store.lock().expect("lock").push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/push", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_changes_replace_queries_and_a_fresh_submit_skips_the_lookup() {
+    let (mock, config) = mock(Faults::default()).await;
+    let (url, received) = receiver().await;
+    let mut channel = KlingChannel::new(mock.base_url(), &config.access_key, &config.secret_key);
+    channel.send_callbacks = true;
+    let provider = KlingProvider::with_timeout(channel, Duration::from_secs(2)).expect("provider");
+    let mut cx = context();
+    cx.first_submit = true;
+    cx.upstream_callback_url = Some(url.clone());
+    let mut task = task("pushed");
+    let submission = provider.submit(&task, &cx).await.expect("submit");
+    assert_eq!(mock.queries(), 0, "a first submit is not looked up first");
+    let body = mock.create_body(&task.id.to_string()).expect("body");
+    assert_eq!(body["callback_url"], url.as_str());
+    task.upstream_task_id = submission.upstream_task_id.clone();
+
+    // The mock posts `processing`, then `succeed`.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ended = loop {
+        let last = received.lock().expect("lock").last().cloned();
+        if let Some(last) = last.filter(|l| l["task_status"] == "succeed") {
+            break last;
+        }
+        assert!(Instant::now() < deadline, "no push arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let statuses: Vec<Value> = received
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|b| b["task_status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!("processing"), json!("succeed")]);
+    assert_eq!(ended["task_info"]["external_task_id"], task.id.to_string());
+
+    // A push about another task is not believed: the poll asks the upstream.
+    let mut stranger = ended.clone();
+    stranger["task_id"] = json!("someone-else");
+    cx.pushed = Some(stranger);
+    let queries = mock.queries();
+    let progress = provider.poll(&task, &cx).await.expect("poll");
+    assert!(matches!(progress, Progress::Succeeded { .. }));
+    assert_eq!(mock.queries(), queries + 1);
+
+    // The task's own push is used as is: no query.
+    cx.pushed = Some(ended);
+    let progress = provider.poll(&task, &cx).await.expect("poll");
+    let Progress::Succeeded { result } = progress else {
+        panic!("{progress:?}");
+    };
+    assert_eq!(mock.queries(), queries + 1, "the push answered the poll");
+    assert_eq!(
+        result["upstream"]["task_id"].as_str(),
+        task.upstream_task_id.as_deref()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_start_at_five_seconds_grow_by_half_and_share_the_query_rate() {
+    let (mock, config) = mock(Faults::default()).await;
+    let mut channel = KlingChannel::new(mock.base_url(), &config.access_key, &config.secret_key);
+    channel.max_queries_per_second = 2;
+    let provider = KlingProvider::with_timeout(channel, Duration::from_secs(2)).expect("provider");
+    let cx = context();
+    let one = task("one");
+    let secs = |age: u64| {
+        provider
+            .next_poll_delay(&one, Duration::from_secs(age))
+            .as_secs_f64()
+    };
+    assert_eq!(secs(0), 5.0);
+    assert_eq!(secs(15), 7.5);
+    assert_eq!(secs(40), 20.0);
+    assert_eq!(secs(3600), 30.0, "capped");
+    // 100 followed tasks at 2 queries a second: each is polled every 50 s at most.
+    for n in 0..100 {
+        provider
+            .submit(&task(&format!("t{n}")), &cx)
+            .await
+            .expect("submit");
+    }
+    assert_eq!(secs(0), 50.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_names_the_upstream_video_and_inherits_the_rest() {
+    let (mock, config) = mock(Faults::default()).await;
+    let provider = provider(&mock, &config);
+    let cx = context();
+    let mut extension = task("the boat drifts on");
+    extension.kind = TaskKind::VideoExtend;
+    extension.request = json!({
+        "prompt": "the boat drifts on",
+        "mode": "pro",
+        "duration": 5,
+        "extend": {
+            "source_task_id": TaskId::new(),
+            "video": {"key": "tasks/x/outputs/video.mp4"},
+            "source_channel": "kling-a",
+            "source_upstream_video_id": "video-123",
+        },
+    });
+    provider.submit(&extension, &cx).await.expect("submit");
+    let body = mock.create_body(&extension.id.to_string()).expect("body");
+    assert_eq!(body["video_id"], "video-123");
+    assert_eq!(body["prompt"], "the boat drifts on");
+    for inherited in ["model_name", "mode", "duration"] {
+        assert!(
+            body.get(inherited).is_none(),
+            "{inherited} is inherited: {body}"
+        );
+    }
+    // A source the local engine made has no upstream video: refused, clearly.
+    let mut local = extension.clone();
+    local.id = TaskId::new();
+    local.request["extend"]["source_upstream_video_id"] = Value::Null;
+    let refused = provider.submit(&local, &cx).await;
+    assert!(
+        matches!(&refused, Err(ProviderError::Permanent { message, .. }) if message.contains("extends only its own videos")),
+        "{refused:?}"
     );
 }

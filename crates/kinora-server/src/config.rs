@@ -281,16 +281,74 @@ pub struct ChannelConfig {
     pub base_url: String,
     pub access_key: String,
     pub secret_key: String,
+    /// Channels of a higher priority in a route are tried first.
+    pub priority: i32,
+    /// Among a route's channels of one priority, the share of tasks each gets first; 0 takes
+    /// no part in sharing and keeps the route's order (after the weighted channels).
+    pub weight: u32,
+    /// Tasks the channel holds at once (queued on it, submitted, running); 0 is no limit.
+    /// Tasks beyond it wait in the queue.
+    pub max_in_flight: u32,
+    /// Failed submit attempts (5xx, timeouts, broken answers) before a task fails over to
+    /// its route's next channel.
+    pub failover_after_attempts: u32,
+    /// Ask the upstream to push task changes to kinora (`server.public_url` must reach
+    /// kinora from the upstream); polling remains the fallback.
+    pub send_callbacks: bool,
+    /// The average rate of task queries kept to on this channel: polls of the tasks it
+    /// follows are spaced to stay under it. 0 is no limit.
+    pub max_queries_per_second: u32,
+    /// Queries sent to the channel at the same time.
+    pub max_parallel_queries: u32,
 }
 
 impl Default for ChannelConfig {
     fn default() -> Self {
+        let kling = kinora_providers::kling::KlingChannel::new(
+            kinora_providers::kling::DEFAULT_BASE_URL,
+            "",
+            "",
+        );
+        let routing = kinora_providers::ChannelSettings::default();
         Self {
             name: String::new(),
             kind: ChannelKind::Kling,
-            base_url: kinora_providers::kling::DEFAULT_BASE_URL.to_owned(),
+            base_url: kling.base_url,
             access_key: String::new(),
             secret_key: String::new(),
+            priority: routing.priority,
+            weight: routing.weight,
+            max_in_flight: 0,
+            failover_after_attempts: routing.failover_after_attempts,
+            send_callbacks: kling.send_callbacks,
+            max_queries_per_second: kling.max_queries_per_second,
+            max_parallel_queries: kling.max_parallel_queries,
+        }
+    }
+}
+
+impl ChannelConfig {
+    /// How the channel takes part in routing.
+    pub fn routing(&self) -> kinora_providers::ChannelSettings {
+        kinora_providers::ChannelSettings {
+            priority: self.priority,
+            weight: self.weight,
+            max_in_flight: (self.max_in_flight > 0).then_some(self.max_in_flight),
+            failover_after_attempts: self.failover_after_attempts,
+        }
+    }
+
+    /// The Kling account the channel uses.
+    pub fn kling(&self) -> kinora_providers::kling::KlingChannel {
+        kinora_providers::kling::KlingChannel {
+            send_callbacks: self.send_callbacks,
+            max_queries_per_second: self.max_queries_per_second,
+            max_parallel_queries: self.max_parallel_queries,
+            ..kinora_providers::kling::KlingChannel::new(
+                &self.base_url,
+                &self.access_key,
+                &self.secret_key,
+            )
         }
     }
 }
@@ -443,6 +501,12 @@ impl Config {
             if channel.access_key.is_empty() || channel.secret_key.is_empty() {
                 return Err(config_error(format!(
                     "channel `{}` needs access_key and secret_key",
+                    channel.name
+                )));
+            }
+            if channel.failover_after_attempts == 0 || channel.max_parallel_queries == 0 {
+                return Err(config_error(format!(
+                    "channel `{}`: failover_after_attempts and max_parallel_queries must be at least 1",
                     channel.name
                 )));
             }

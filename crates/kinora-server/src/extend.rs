@@ -100,6 +100,11 @@ pub async fn find_source(
         video: MediaRef::new(key),
         source_frames: frames,
         source_finished_at: finished,
+        source_channel: task.channel.clone(),
+        source_upstream_video_id: video
+            .get("upstream_video_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     };
     Ok(ExtendSource { task, request })
 }

@@ -25,6 +25,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .merge(crate::acedata::http::routes())
         .merge(crate::callbacks::http::routes())
         .merge(crate::files::routes())
+        .merge(crate::upstream_push::routes())
+        .merge(crate::channels::routes())
         .layer(axum::middleware::from_fn(with_request_id))
         .with_state(services)
 }

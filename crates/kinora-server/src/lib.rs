@@ -4,6 +4,7 @@ pub mod access_keys;
 pub mod acedata;
 pub mod auth;
 pub mod callbacks;
+pub mod channels;
 pub mod config;
 pub mod elements;
 pub mod extend;
@@ -13,6 +14,7 @@ pub mod official;
 pub mod pipeline;
 pub mod task_events;
 pub mod unified;
+pub mod upstream_push;
 pub mod worker;
 
 use std::path::Path;
@@ -54,6 +56,8 @@ pub struct Services {
     pub task_events: Arc<task_events::TaskEvents>,
     /// Cancelled when the server begins to shut down, so waiting requests answer at once.
     pub stopping: CancellationToken,
+    /// Makes and checks the URLs upstreams push task changes to.
+    pub upstream_receiver: upstream_push::UpstreamReceiver,
 }
 
 impl Services {
@@ -74,6 +78,8 @@ impl Services {
         )
         .await?;
         let secrets = access_keys::SecretBox::load(&config.auth, &config.data_dir)?;
+        let upstream_receiver =
+            upstream_push::UpstreamReceiver::load(&*store, config.server.public_base()).await?;
         let capabilities = config.official.capabilities()?;
         elements::install_presets(&*store, &storage).await?;
         Ok(Arc::new(Self {
@@ -88,6 +94,7 @@ impl Services {
             clock,
             task_events: Arc::default(),
             stopping: CancellationToken::new(),
+            upstream_receiver,
         }))
     }
 
@@ -118,6 +125,7 @@ impl Services {
                 self.store.clone(),
                 self.files.clone(),
             )),
+            receiver: Some(self.upstream_receiver.clone()),
         });
         let grace = Duration::from_secs(self.config.server.shutdown_grace_seconds);
         let mut workers = Workers::new(self.store.clone(), self.config.queue.clone(), grace)
@@ -144,22 +152,14 @@ fn build_providers(config: &Config) -> Result<Providers, Error> {
     providers.set_default_channel(config::LOCAL_CHANNEL);
     for channel in &config.channels {
         let provider = match channel.kind {
-            config::ChannelKind::Kling => kinora_providers::kling::KlingProvider::new(
-                kinora_providers::kling::KlingChannel {
-                    base_url: channel.base_url.clone(),
-                    access_key: channel.access_key.clone(),
-                    secret_key: channel.secret_key.clone(),
-                },
-            )?,
+            config::ChannelKind::Kling => {
+                kinora_providers::kling::KlingProvider::new(channel.kling())?
+            }
         };
-        providers.add_channel(channel.name.clone(), Arc::new(provider));
+        providers.add_channel_with(channel.name.clone(), Arc::new(provider), channel.routing());
     }
-    // The first channel of a route serves the model (failing over along the list is not
-    // built yet).
     for (model, route) in &config.routes {
-        if let Some(first) = route.first() {
-            providers.route(model, first.clone());
-        }
+        providers.route(model, route.clone());
     }
     info!(
         "local render engine active: results are deterministic procedural renders for development, \

@@ -1,26 +1,37 @@
-//! The task pipeline on the job queue: `task.submit` hands a queued task to the provider its
-//! model routes to, `task.poll` follows it until it ends. Both are idempotent by rule: they
-//! read the task's state first and only do what that state still needs.
+//! The task pipeline on the job queue: `task.submit` puts a queued task on a channel of its
+//! model's route and hands it to that channel's provider, `task.poll` follows it until it
+//! ends. Both are idempotent by rule: they read the task's state first and only do what that
+//! state still needs.
+//!
+//! Routing: a route's channels are tried by priority, and by weight within one priority; a
+//! channel at its `max_in_flight` is passed over, and when every channel is full the task
+//! waits its turn. The chosen channel is written on the task before the provider is called,
+//! so a retry after a crash or an ambiguous error asks the same channel first (which looks
+//! the task up before creating it again). After `failover_after_attempts` failed attempts, or
+//! at once when the channel itself is unusable (it is then disabled), the task moves on to the
+//! route's next channel in a new submit job that remembers the channels already left.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use kinora_core::job::TaskJobPayload;
+use kinora_core::request::GenerationRequest;
 use kinora_core::time::Clock;
-use kinora_core::{ErrorCode, FailureClass, JobKind, Task, TaskState};
-use kinora_providers::{Progress, ProviderContext, ProviderError, Providers};
+use kinora_core::{ErrorCode, FailureClass, JobKind, Task, TaskKind, TaskState};
+use kinora_providers::{Channel, Progress, ProviderContext, ProviderError, Providers};
 use kinora_storage::ObjectStorage;
 use kinora_store::{Job, NewJob, Store, TaskTransition};
-use tracing::{info, warn};
+use rand::Rng;
+use tracing::{error, info, warn};
 
 use crate::callbacks::outbox::Outbox;
 use crate::task_events::TaskEvents;
+use crate::upstream_push::UpstreamReceiver;
 use crate::worker::{JobContext, JobError, JobHandler, JobOutcome, Sweeper};
 
-/// Polls start at this interval and grow with the task's age up to [`MAX_POLL_INTERVAL`].
-const MIN_POLL_INTERVAL: Duration = Duration::from_secs(2);
-const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// A task whose every channel is full asks again after about this long.
+const ROUTE_FULL_WAIT: Duration = Duration::from_secs(2);
 
 /// Everything the pipeline's handlers share.
 pub struct Pipeline {
@@ -32,6 +43,19 @@ pub struct Pipeline {
     pub events: Arc<TaskEvents>,
     /// Records the callbacks state changes call for.
     pub outbox: Arc<Outbox>,
+    /// Gives upstreams the URL to push task changes to; `None` turns pushes off.
+    pub receiver: Option<UpstreamReceiver>,
+}
+
+/// Where a submit stands on its route.
+enum Placement<'a> {
+    /// On this channel; `fresh` when it was put there just now (no earlier submit can have
+    /// reached the channel's upstream).
+    On { channel: &'a Channel, fresh: bool },
+    /// Every usable channel is at its limit.
+    Full,
+    /// No usable channel is left; the message says why.
+    Nowhere(String),
 }
 
 impl Pipeline {
@@ -42,20 +66,23 @@ impl Pipeline {
         ]
     }
 
+    fn payload(job: &Job) -> Result<TaskJobPayload, JobError> {
+        serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobError::Abort(format!("job payload is not a task reference: {e}")))
+    }
+
     async fn task_of(&self, job: &Job) -> Result<Task, JobError> {
-        let payload: TaskJobPayload = serde_json::from_value(job.payload.clone())
-            .map_err(|e| JobError::Abort(format!("job payload is not a task reference: {e}")))?;
+        let payload = Self::payload(job)?;
         self.store
             .load_task_for_worker(payload.task_id)
             .await?
             .ok_or_else(|| JobError::Abort(format!("task {} does not exist", payload.task_id)))
     }
 
-    fn context(&self, cx: &JobContext) -> ProviderContext {
-        ProviderContext {
-            storage: self.storage.clone(),
-            cancel: cx.cancel.clone(),
-        }
+    fn context(&self, cx: &JobContext, task: &Task) -> ProviderContext {
+        let mut context = ProviderContext::new(self.storage.clone(), cx.cancel.clone());
+        context.upstream_callback_url = self.receiver.as_ref().map(|r| r.url_for(&task.id));
+        context
     }
 
     /// Applies a transition; a stale one means another run already moved the task on.
@@ -95,7 +122,27 @@ impl Pipeline {
         match error {
             ProviderError::Busy { retry_after } => Ok(JobOutcome::RunAgainAfter(retry_after)),
             ProviderError::Transient { message } => Err(JobError::Retry(message)),
+            ProviderError::ChannelUnusable { message } => {
+                let channel = task.channel.as_deref().unwrap_or("(none)");
+                self.disable_channel(channel, &message).await;
+                // The task was accepted upstream already; the channel's account may still
+                // finish it, so polling goes on (slowly) rather than failing it.
+                Ok(JobOutcome::RunAgainAfter(Duration::from_secs(60)))
+            }
             ProviderError::Permanent { class, message } => self.fail(task, class, message).await,
+        }
+    }
+
+    async fn disable_channel(&self, channel: &str, reason: &str) {
+        match self.store.disable_channel(channel, reason).await {
+            Ok(true) => error!(
+                channel,
+                reason,
+                "channel disabled: it takes no new tasks until an operator runs \
+                 `kinora channels enable {channel}`"
+            ),
+            Ok(false) => {}
+            Err(e) => warn!(channel, error = %e, "could not record the disabled channel"),
         }
     }
 
@@ -107,11 +154,119 @@ impl Pipeline {
         NewJob::for_task(JobKind::POLL_TASK, task.id).run_at(at)
     }
 
-    /// Young tasks are polled often, old ones less: a quarter of the task's age, clamped.
-    fn next_poll_delay(&self, task: &Task) -> Duration {
+    /// The provider's schedule for the task's next poll.
+    fn next_poll_delay(&self, task: &Task, channel: &Channel) -> Duration {
         let since = task.submitted_at.unwrap_or(task.created_at);
         let age_ms = u64::try_from(self.clock.now_ms().saturating_sub(since)).unwrap_or(0);
-        Duration::from_millis(age_ms / 4).clamp(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL)
+        channel
+            .provider
+            .next_poll_delay(task, Duration::from_millis(age_ms))
+    }
+
+    /// The channels that may serve the task now: its route without the channels it left or
+    /// that are disabled. An extension runs on the channel that made its source video.
+    async fn usable_channels(
+        &self,
+        task: &Task,
+        skip: &[String],
+    ) -> Result<Result<Vec<&Channel>, String>, JobError> {
+        let disabled = self.store.disabled_channels().await?;
+        let unusable = |name: &str| skip.iter().chain(&disabled).any(|s| s == name);
+        if task.kind == TaskKind::VideoExtend {
+            let source = GenerationRequest::from_value(&task.request)
+                .ok()
+                .and_then(|r| r.extend)
+                .and_then(|e| e.source_channel);
+            if let Some(source) = source {
+                return Ok(match self.providers.channel(&source) {
+                    Some(channel) if !unusable(&source) => Ok(vec![channel]),
+                    Some(_) => Err(format!(
+                        "the source video's channel `{source}` is disabled or failed"
+                    )),
+                    None => Err(format!(
+                        "the source video's channel `{source}` is not configured any more"
+                    )),
+                });
+            }
+        }
+        let routed = self.providers.candidates(&task.model, &[]);
+        if routed.is_empty() {
+            return Ok(Err(format!("no channel serves model `{}`", task.model)));
+        }
+        let usable: Vec<&Channel> = routed.into_iter().filter(|c| !unusable(&c.name)).collect();
+        if usable.is_empty() {
+            let mut left: Vec<&str> = skip.iter().map(String::as_str).collect();
+            left.extend(disabled.iter().map(String::as_str));
+            return Ok(Err(format!(
+                "every channel that serves model `{}` failed or is disabled ({})",
+                task.model,
+                left.join(", ")
+            )));
+        }
+        Ok(Ok(usable))
+    }
+
+    /// Keeps the task on the channel it was put on earlier, or puts it on the first channel
+    /// (by priority, then weight) that has room.
+    async fn place<'a>(&'a self, task: &Task, skip: &[String]) -> Result<Placement<'a>, JobError> {
+        let usable = match self.usable_channels(task, skip).await? {
+            Ok(usable) => usable,
+            Err(why) => return Ok(Placement::Nowhere(why)),
+        };
+        if let Some(current) = task.channel.as_deref() {
+            if let Some(channel) = usable.iter().find(|c| c.name == current) {
+                return Ok(Placement::On {
+                    channel,
+                    fresh: false,
+                });
+            }
+            // Its channel was disabled or left: the task moves on.
+            self.store.release_channel(task.id).await?;
+        }
+        let draws: Vec<f64> = {
+            let mut rng = rand::rng();
+            usable.iter().map(|_| rng.random::<f64>()).collect()
+        };
+        for channel in Providers::weighted_order(&usable, &draws) {
+            let limit = channel.settings.max_in_flight;
+            if self
+                .store
+                .assign_channel(task.id, &channel.name, limit)
+                .await?
+            {
+                return Ok(Placement::On {
+                    channel,
+                    fresh: true,
+                });
+            }
+        }
+        Ok(Placement::Full)
+    }
+
+    /// Moves the task to its route's next channel: a new submit job that skips `channel`.
+    async fn fail_over(
+        &self,
+        task: &Task,
+        job: &Job,
+        channel: &str,
+        why: &str,
+    ) -> Result<JobOutcome, JobError> {
+        let mut payload = Self::payload(job)?;
+        if !payload.skip_channels.iter().any(|c| c == channel) {
+            payload.skip_channels.push(channel.to_owned());
+        }
+        if let Err(reason) = self.usable_channels(task, &payload.skip_channels).await? {
+            let message = format!("{why}; {reason}");
+            return self.fail(task, FailureClass::UpstreamError, message).await;
+        }
+        self.store.release_channel(task.id).await?;
+        warn!(task = %task.id, channel, why, "failing over to the route's next channel");
+        let body = serde_json::to_value(&payload)
+            .map_err(|e| JobError::Abort(format!("submit payload: {e}")))?;
+        Ok(JobOutcome::Continue(NewJob {
+            task_id: Some(task.id),
+            ..NewJob::new(JobKind::SUBMIT_TASK, body)
+        }))
     }
 
     async fn give_up(&self, job: &Job, error: &str) {
@@ -149,25 +304,48 @@ impl JobHandler for SubmitTask {
                 return Ok(JobOutcome::Done)
             }
         }
-        let Some((channel, provider)) = p.providers.for_model(&task.model) else {
-            return p
-                .fail(
-                    &task,
-                    FailureClass::Internal,
-                    format!("no channel serves model `{}`", task.model),
-                )
-                .await;
+        let skip = Pipeline::payload(job)?.skip_channels;
+        let (channel, fresh) = match p.place(&task, &skip).await? {
+            Placement::On { channel, fresh } => (channel, fresh),
+            Placement::Full => {
+                let jitter = rand::rng().random_range(0.5..=1.5);
+                return Ok(JobOutcome::RunAgainAfter(ROUTE_FULL_WAIT.mul_f64(jitter)));
+            }
+            Placement::Nowhere(why) => {
+                let class = if skip.is_empty() && why.starts_with("no channel") {
+                    FailureClass::Internal
+                } else {
+                    FailureClass::UpstreamError
+                };
+                return p.fail(&task, class, why).await;
+            }
         };
-        match provider.submit(&task, &p.context(cx)).await {
+        let mut context = p.context(cx, &task);
+        // Only the first run of the first submit job can be sure nothing reached the channel.
+        context.first_submit = fresh && skip.is_empty() && job.attempts <= 1;
+        match channel.provider.submit(&task, &context).await {
             Ok(submission) => {
                 let transition = TaskTransition::Submitted {
-                    channel: channel.to_owned(),
+                    channel: channel.name.clone(),
                     upstream_task_id: submission.upstream_task_id,
                 };
                 p.transition(&task, transition).await?;
                 Ok(JobOutcome::Continue(
                     p.poll_job(&task, submission.first_poll_after),
                 ))
+            }
+            Err(ProviderError::ChannelUnusable { message }) => {
+                p.disable_channel(&channel.name, &message).await;
+                p.fail_over(&task, job, &channel.name, &message).await
+            }
+            Err(ProviderError::Transient { message })
+                if job.attempts >= channel.settings.failover_after_attempts =>
+            {
+                let why = format!(
+                    "channel `{}` failed {} times: {message}",
+                    channel.name, job.attempts
+                );
+                p.fail_over(&task, job, &channel.name, &why).await
             }
             Err(error) => p.provider_failed(&task, error).await,
         }
@@ -192,7 +370,7 @@ impl JobHandler for PollTask {
         if task.state.is_terminal() {
             return Ok(JobOutcome::Done);
         }
-        let Some(provider) = task.channel.as_deref().and_then(|c| p.providers.channel(c)) else {
+        let Some(channel) = task.channel.as_deref().and_then(|c| p.providers.channel(c)) else {
             let channel = task.channel.as_deref().unwrap_or("(none)");
             return p
                 .fail(
@@ -202,16 +380,21 @@ impl JobHandler for PollTask {
                 )
                 .await;
         };
+        let provider = &channel.provider;
         if provider.works_during_poll() && task.state == TaskState::Submitted {
             p.transition(&task, TaskTransition::Running).await?;
         }
-        match provider.poll(&task, &p.context(cx)).await {
-            Ok(Progress::Pending) => Ok(JobOutcome::RunAgainAfter(p.next_poll_delay(&task))),
+        let mut context = p.context(cx, &task);
+        context.pushed = p.store.take_upstream_push(task.id).await?;
+        match provider.poll(&task, &context).await {
+            Ok(Progress::Pending) => {
+                Ok(JobOutcome::RunAgainAfter(p.next_poll_delay(&task, channel)))
+            }
             Ok(Progress::Running) => {
                 if task.state != TaskState::Running {
                     p.transition(&task, TaskTransition::Running).await?;
                 }
-                Ok(JobOutcome::RunAgainAfter(p.next_poll_delay(&task)))
+                Ok(JobOutcome::RunAgainAfter(p.next_poll_delay(&task, channel)))
             }
             Ok(Progress::Succeeded { result }) => {
                 p.transition(&task, TaskTransition::Succeeded { result })

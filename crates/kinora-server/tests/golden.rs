@@ -283,6 +283,8 @@ fn official_extension_and_create_refusals() {
             video: MediaRef::new(format!("tasks/{source}/outputs/video.mp4")),
             source_frames: 122,
             source_finished_at: 1_736_762_000_000,
+            source_channel: None,
+            source_upstream_video_id: None,
         }),
         ..GenerationRequest::text("the boat drifts on")
     }

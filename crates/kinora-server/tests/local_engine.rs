@@ -67,6 +67,7 @@ async fn text2video_renders_a_real_mp4_into_storage() {
         clock: Arc::new(SystemClock),
         events: Default::default(),
         outbox: test_outbox(store.clone()),
+        receiver: None,
     });
     let queue = QueueConfig {
         poll_interval_ms: 50,

@@ -257,7 +257,7 @@ fn pipeline(store: Arc<dyn Store>, storage: ObjectStorage) -> Arc<Pipeline> {
         poll_interval_ms: 20,
     };
     providers.add_channel("scripted", Arc::new(ScriptedProvider::new(script)));
-    providers.route("kling-v2-6", "scripted");
+    providers.route("kling-v2-6", vec!["scripted".into()]);
     Arc::new(Pipeline {
         outbox: test_outbox(store.clone()),
         store,
@@ -265,6 +265,7 @@ fn pipeline(store: Arc<dyn Store>, storage: ObjectStorage) -> Arc<Pipeline> {
         providers: Arc::new(providers),
         clock: Arc::new(SystemClock),
         events: Default::default(),
+        receiver: None,
     })
 }
 

@@ -667,6 +667,9 @@ pub trait Store: Send + Sync + 'static {
     /// Enables a disabled channel; false when it was not disabled.
     async fn enable_channel(&self, channel: &str) -> Result<bool>;
 
+    /// Names of the channels that are disabled (a cheap read, for every submit).
+    async fn disabled_channels(&self) -> Result<Vec<String>>;
+
     /// Every channel that has a state or tasks in flight, by name.
     async fn channel_states(&self) -> Result<Vec<ChannelState>>;
 
@@ -674,8 +677,9 @@ pub trait Store: Send + Sync + 'static {
     /// due now.
     async fn record_upstream_push(&self, task: TaskId, body: &serde_json::Value) -> Result<()>;
 
-    /// The task object an upstream last pushed for `task`.
-    async fn upstream_push(&self, task: TaskId) -> Result<Option<serde_json::Value>>;
+    /// The task object an upstream last pushed for `task`, removed as it is read: a push is
+    /// news for one poll, after which polling (or the next push) speaks for the upstream.
+    async fn take_upstream_push(&self, task: TaskId) -> Result<Option<serde_json::Value>>;
 
     async fn enqueue_job(&self, job: NewJob) -> Result<JobId>;
 

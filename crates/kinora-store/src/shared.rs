@@ -914,6 +914,13 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn disabled_channels(&self) -> $crate::Result<Vec<String>> {
+                sqlx::query_scalar("SELECT channel FROM channel_states WHERE disabled_at IS NOT NULL ORDER BY channel")
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("read disabled channels", e))
+            }
+
             async fn channel_states(&self) -> $crate::Result<Vec<$crate::ChannelState>> {
                 let rows = sqlx::query_as::<_, (String, Option<i64>, Option<String>)>("SELECT channel, disabled_at, reason FROM channel_states")
                     .fetch_all(&self.read)
@@ -959,12 +966,12 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn upstream_push(&self, task: kinora_core::TaskId) -> $crate::Result<Option<serde_json::Value>> {
-                let body: Option<String> = sqlx::query_scalar("SELECT body FROM upstream_pushes WHERE task_id = $1")
+            async fn take_upstream_push(&self, task: kinora_core::TaskId) -> $crate::Result<Option<serde_json::Value>> {
+                let body: Option<String> = sqlx::query_scalar("DELETE FROM upstream_pushes WHERE task_id = $1 RETURNING body")
                     .bind(task.to_string())
-                    .fetch_optional(&self.read)
+                    .fetch_optional(&self.write)
                     .await
-                    .map_err(|e| $crate::error::db_error("read upstream push", e))?;
+                    .map_err(|e| $crate::error::db_error("take upstream push", e))?;
                 body.map(|b| serde_json::from_str(&b).map_err(|e| kinora_core::Error::internal(format!("stored upstream push: {e}"))))
                     .transpose()
             }

@@ -1366,6 +1366,11 @@ async fn channels_hold_their_limit_and_stay_disabled_until_enabled(
     assert!(!store.enable_channel("never-seen").await.expect("unknown"));
     let states = store.channel_states().await.expect("states");
     assert!(states.iter().all(|s| s.disabled_at.is_none()));
+    assert!(store
+        .disabled_channels()
+        .await
+        .expect("disabled")
+        .is_empty());
 }
 
 async fn concurrent_assignments_never_pass_a_channel_limit(db: TestDatabase, _clock: SystemClock) {
@@ -1418,7 +1423,7 @@ async fn an_upstream_push_is_kept_and_wakes_the_poll(db: TestDatabase, clock: Ma
         .await
         .expect("claim")
         .is_empty());
-    assert_eq!(store.upstream_push(task.id).await.expect("push"), None);
+    assert_eq!(store.take_upstream_push(task.id).await.expect("push"), None);
     store
         .record_upstream_push(task.id, &json!({"task_status": "processing"}))
         .await
@@ -1428,9 +1433,14 @@ async fn an_upstream_push_is_kept_and_wakes_the_poll(db: TestDatabase, clock: Ma
         .await
         .expect("push again");
     assert_eq!(
-        store.upstream_push(task.id).await.expect("push"),
+        store.take_upstream_push(task.id).await.expect("push"),
         Some(json!({"task_status": "succeed"})),
         "the latest push wins"
+    );
+    assert_eq!(
+        store.take_upstream_push(task.id).await.expect("push"),
+        None,
+        "a push is read once"
     );
     let woken = store
         .claim_jobs(owner, &[JobKind::POLL_TASK], 1, lease)

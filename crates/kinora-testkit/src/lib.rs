@@ -3,8 +3,10 @@
 //! `{code, message, request_id, data}` envelope, create / query / list for every feature,
 //! lookups by `external_task_id` in both forms, statuses that advance with time, and results
 //! whose URLs serve a real MP4. Latency, task duration and fault rates (5xx, 1302, 1303, hung
-//! requests, malformed bodies) are configurable, and every create is counted per
-//! `external_task_id`, so a test can prove a task was never submitted twice.
+//! requests, malformed bodies, an exhausted resource pack) are configurable, and every create
+//! is counted per `external_task_id`, so a test can prove a task was never submitted twice.
+//! A create with a `callback_url` gets the bare task object posted there at each status
+//! change, as Kling does.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -49,6 +51,8 @@ pub struct Faults {
     pub rate_limited: f64,
     /// HTTP 429, code 1303 (concurrency limit).
     pub over_concurrency: f64,
+    /// HTTP 429, code 1102 (resource pack exhausted): the account cannot take tasks.
+    pub no_balance: f64,
 }
 
 /// How the mock behaves.
@@ -58,6 +62,11 @@ pub struct MockConfig {
     pub secret_key: String,
     /// From create to `succeed`; the first fifth of it the task is `submitted`.
     pub task_duration: Duration,
+    /// Each task takes `task_duration` plus a random share of this, so tasks created
+    /// together finish spread over it.
+    pub task_duration_spread: Duration,
+    /// Length of the result video in seconds (the local engine's default when `None`).
+    pub result_seconds: Option<u32>,
     /// Added before every answer.
     pub latency: Duration,
     pub faults: Faults,
@@ -69,6 +78,8 @@ impl Default for MockConfig {
             access_key: "mock-access-key".to_owned(),
             secret_key: "mock-secret-key".to_owned(),
             task_duration: Duration::from_secs(3),
+            task_duration_spread: Duration::ZERO,
+            result_seconds: None,
             latency: Duration::ZERO,
             faults: Faults::default(),
         }
@@ -84,6 +95,7 @@ struct MockTask {
     feature: String,
     external_task_id: String,
     created_ms: i64,
+    duration_ms: i64,
     fails: bool,
 }
 
@@ -94,10 +106,20 @@ struct Tasks {
     order: Vec<String>,
     /// Creates that made a task, per external id.
     submits: HashMap<String, usize>,
+    /// Task id per external id.
+    by_external: HashMap<String, String>,
+    /// The body of the create that made each task, per external id.
+    bodies: HashMap<String, Value>,
+    /// Queries answered (one task, a list, or a lookup by external id).
+    queries: usize,
+    /// Create requests that passed authentication, whatever the answer.
+    create_requests: usize,
 }
 
 struct Shared {
     config: MockConfig,
+    /// Posts callbacks.
+    http: reqwest::Client,
     base_url: String,
     tasks: Mutex<Tasks>,
     video: OnceCell<Arc<Vec<u8>>>,
@@ -127,8 +149,13 @@ impl MockKling {
     pub async fn start(config: MockConfig, addr: SocketAddr) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let base_url = format!("http://{}", listener.local_addr()?);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(std::io::Error::other)?;
         let shared = Arc::new(Shared {
             config,
+            http,
             base_url,
             tasks: Mutex::default(),
             video: OnceCell::new(),
@@ -154,6 +181,46 @@ impl MockKling {
             .get(external_task_id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// When the task created for `external_task_id` ends (Unix ms), if it exists.
+    pub fn finishes_at(&self, external_task_id: &str) -> Option<i64> {
+        let tasks = self
+            .shared
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let id = tasks.by_external.get(external_task_id)?;
+        tasks.by_id.get(id).map(|t| t.created_ms + t.duration_ms)
+    }
+
+    /// The create body that made the task for `external_task_id`.
+    pub fn create_body(&self, external_task_id: &str) -> Option<Value> {
+        self.shared
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bodies
+            .get(external_task_id)
+            .cloned()
+    }
+
+    /// How many authenticated create requests the mock received, refused ones included.
+    pub fn create_requests(&self) -> usize {
+        self.shared
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .create_requests
+    }
+
+    /// How many queries (task, list, lookup) the mock has answered.
+    pub fn queries(&self) -> usize {
+        self.shared
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .queries
     }
 
     /// How many tasks exist.
@@ -276,6 +343,7 @@ enum Fault {
     ServerError,
     RateLimited,
     OverConcurrency,
+    NoBalance,
 }
 
 fn draw_fault(faults: &Faults) -> Option<Fault> {
@@ -293,6 +361,8 @@ fn draw_fault(faults: &Faults) -> Option<Fault> {
         Some(Fault::RateLimited)
     } else if hit(faults.over_concurrency) {
         Some(Fault::OverConcurrency)
+    } else if hit(faults.no_balance) {
+        Some(Fault::NoBalance)
     } else {
         None
     }
@@ -308,6 +378,11 @@ async fn create(
     if let Err((code, message)) = authenticate(&shared.config, &headers) {
         return error(StatusCode::UNAUTHORIZED, code, message);
     }
+    shared
+        .tasks
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .create_requests += 1;
     let fault = draw_fault(&shared.config.faults);
     match fault {
         Some(Fault::Hang) => {
@@ -334,6 +409,13 @@ async fn create(
                 "parallel task limit exceeded",
             )
         }
+        Some(Fault::NoBalance) => {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                1102,
+                "resource pack exhausted or expired",
+            )
+        }
         Some(Fault::ServerErrorAfterCreate) | None => {}
     }
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
@@ -348,9 +430,13 @@ async fn create(
         .unwrap_or_default()
         .to_owned();
     let prompt = request["prompt"].as_str().unwrap_or_default();
-    let task = {
+    let callback_url = request["callback_url"].as_str().map(str::to_owned);
+    let spread = shared.config.task_duration_spread.as_millis() as f64;
+    let duration_ms = i64::try_from(shared.config.task_duration.as_millis()).unwrap_or(i64::MAX)
+        + (rand::rng().random::<f64>() * spread) as i64;
+    let (task, id) = {
         let mut tasks = shared.tasks.lock().unwrap_or_else(PoisonError::into_inner);
-        if !external.is_empty() && tasks.by_id.values().any(|t| t.external_task_id == external) {
+        if !external.is_empty() && tasks.by_external.contains_key(&external) {
             return error(
                 StatusCode::BAD_REQUEST,
                 1201,
@@ -362,6 +448,7 @@ async fn create(
             feature: feature.to_owned(),
             external_task_id: external.clone(),
             created_ms: now_ms(),
+            duration_ms,
             fails: prompt.contains(FAIL_MARKER),
         };
         let data = json!({
@@ -371,20 +458,51 @@ async fn create(
             "created_at": task.created_ms,
             "updated_at": task.created_ms,
         });
-        *tasks.submits.entry(external).or_default() += 1;
+        *tasks.submits.entry(external.clone()).or_default() += 1;
+        if !external.is_empty() {
+            tasks.by_external.insert(external.clone(), task.id.clone());
+            tasks.bodies.insert(external, request.clone());
+        }
+        let id = task.id.clone();
         tasks.order.push(task.id.clone());
         tasks.by_id.insert(task.id.clone(), task);
-        data
+        (data, id)
     };
+    if let Some(url) = callback_url {
+        tokio::spawn(post_changes(shared.clone(), id, duration_ms, url));
+    }
     if matches!(fault, Some(Fault::ServerErrorAfterCreate)) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, 5000, "internal error");
     }
     success(task)
 }
 
+/// Posts the task object to `url` when it starts processing and when it ends, as Kling's
+/// callbacks do; a failed post is tried twice more.
+async fn post_changes(shared: Arc<Shared>, id: String, duration_ms: i64, url: String) {
+    let millis = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    for wait in [duration_ms / 5, duration_ms - duration_ms / 5] {
+        tokio::time::sleep(millis(wait)).await;
+        let object = {
+            let tasks = shared.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+            match tasks.by_id.get(&id) {
+                Some(task) => task_object(&shared, task),
+                None => return,
+            }
+        };
+        for _ in 0..3 {
+            let sent = shared.http.post(&url).json(&object).send().await;
+            if sent.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
 /// The task object at this moment: statuses advance with time.
 fn task_object(shared: &Shared, task: &MockTask) -> Value {
-    let duration_ms = i64::try_from(shared.config.task_duration.as_millis()).unwrap_or(i64::MAX);
+    let duration_ms = task.duration_ms;
     let elapsed = now_ms() - task.created_ms;
     let (status, updated) = if elapsed < duration_ms / 5 {
         ("submitted", task.created_ms)
@@ -418,7 +536,7 @@ fn find<'a>(tasks: &'a Tasks, feature: &str, id: &str) -> Option<&'a MockTask> {
     tasks
         .by_id
         .get(id)
-        .or_else(|| tasks.by_id.values().find(|t| t.external_task_id == id))
+        .or_else(|| tasks.by_external.get(id).and_then(|id| tasks.by_id.get(id)))
         .filter(|t| t.feature == feature)
 }
 
@@ -443,7 +561,8 @@ async fn query_one(
         .next()
         .unwrap_or_default()
         .to_owned();
-    let tasks = shared.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut tasks = shared.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+    tasks.queries += 1;
     match find(&tasks, &feature, &id) {
         Some(task) => success(task_object(&shared, task)),
         None => not_found(),
@@ -467,7 +586,8 @@ async fn list(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
-    let tasks = shared.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut tasks = shared.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+    tasks.queries += 1;
     if let Some(external) = get("external_task_id") {
         return match find(&tasks, feature, &external) {
             Some(task) if task.external_task_id == external => success(task_object(&shared, task)),
@@ -522,9 +642,12 @@ async fn video(State(shared): State<Arc<Shared>>, Path(task_id): Path<String>) -
     let rendered = shared
         .video
         .get_or_try_init(|| async {
-            tokio::task::spawn_blocking(|| {
+            let seconds = shared.config.result_seconds;
+            tokio::task::spawn_blocking(move || {
                 let pool = kinora_render::engine::EnginePool::new(2)?;
-                let spec = kinora_render::RenderSpec::text2video("a result of the mock Kling API");
+                let mut spec =
+                    kinora_render::RenderSpec::text2video("a result of the mock Kling API");
+                spec.duration_s = seconds;
                 kinora_render::render(&spec, &pool, &kinora_render::CancelFlag::new())
                     .map(|output| Arc::new(output.mp4))
             })

@@ -20,6 +20,12 @@ struct Args {
     /// Seconds from create to `succeed`.
     #[arg(long, default_value_t = 5.0)]
     task_seconds: f64,
+    /// Each task takes a random extra share of this many seconds.
+    #[arg(long, default_value_t = 0.0)]
+    task_spread_seconds: f64,
+    /// Length of the result video in seconds (the local engine's default when absent).
+    #[arg(long)]
+    result_seconds: Option<u32>,
     /// Milliseconds added before every answer.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -35,6 +41,9 @@ struct Args {
     /// Share of creates refused with 1303 (concurrency limit).
     #[arg(long, default_value_t = 0.0)]
     over_concurrency_rate: f64,
+    /// Share of creates refused with 1102 (resource pack exhausted).
+    #[arg(long, default_value_t = 0.0)]
+    no_balance_rate: f64,
     /// Share of creates that never answer.
     #[arg(long, default_value_t = 0.0)]
     hang_rate: f64,
@@ -50,6 +59,8 @@ async fn main() -> ExitCode {
         access_key: args.access_key,
         secret_key: args.secret_key,
         task_duration: Duration::from_secs_f64(args.task_seconds.max(0.0)),
+        task_duration_spread: Duration::from_secs_f64(args.task_spread_seconds.max(0.0)),
+        result_seconds: args.result_seconds,
         latency: Duration::from_millis(args.latency_ms),
         faults: Faults {
             hang: args.hang_rate,
@@ -58,6 +69,7 @@ async fn main() -> ExitCode {
             server_error: args.server_error_rate,
             rate_limited: args.rate_limited_rate,
             over_concurrency: args.over_concurrency_rate,
+            no_balance: args.no_balance_rate,
         },
     };
     let mock = match MockKling::start(config, args.listen).await {

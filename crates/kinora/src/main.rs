@@ -45,6 +45,12 @@ enum Command {
     /// Manage an account's webhook signing secret.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// List the upstream channels (disabled or not, tasks in flight), or enable one that an
+    /// upstream refusal disabled.
+    Channels {
+        #[command(subcommand)]
+        command: Option<ChannelsCommand>,
+    },
     /// Show a task's callbacks and every delivery attempt.
     Callbacks {
         /// The task id, in any dialect's form.
@@ -69,6 +75,53 @@ enum WebhooksCommand {
         #[arg(long)]
         account: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum ChannelsCommand {
+    /// List every configured channel (the default).
+    List,
+    /// Let a disabled channel take tasks again (after topping up or fixing its account).
+    Enable { name: String },
+}
+
+async fn run_channels(
+    config: &Config,
+    command: Option<ChannelsCommand>,
+) -> Result<(), kinora_server::Error> {
+    let store = kinora_server::open_store(config).await?;
+    let configured: Vec<&str> = std::iter::once(kinora_server::config::LOCAL_CHANNEL)
+        .chain(config.channels.iter().map(|c| c.name.as_str()))
+        .collect();
+    match command.unwrap_or(ChannelsCommand::List) {
+        ChannelsCommand::List => {
+            let states = store.channel_states().await?;
+            println!("# channel  state  tasks-in-flight  reason");
+            for name in configured {
+                let state = states.iter().find(|s| s.channel == name);
+                let disabled = state.and_then(|s| s.disabled_at).is_some();
+                println!(
+                    "{name}  {}  {}  {}",
+                    if disabled { "disabled" } else { "enabled" },
+                    state.map_or(0, |s| s.in_flight),
+                    state.and_then(|s| s.reason.as_deref()).unwrap_or("-")
+                );
+            }
+        }
+        ChannelsCommand::Enable { name } => {
+            if !configured.contains(&name.as_str()) {
+                return Err(kinora_server::Error::invalid(format!(
+                    "no channel `{name}` is configured"
+                )));
+            }
+            if store.enable_channel(&name).await? {
+                println!("channel {name} enabled: it takes new tasks again");
+            } else {
+                println!("channel {name} was not disabled");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn account_or_default(
@@ -426,6 +479,7 @@ fn main() -> ExitCode {
             .map_err(|e| kinora_server::Error::new(kinora_server::ErrorCode::InvalidInput, e)),
             Command::CheckConfig => Ok(()),
             Command::Webhooks(command) => run_webhooks(&config, command).await,
+            Command::Channels { command } => run_channels(&config, command).await,
             Command::Callbacks { task_id, account } => {
                 run_callbacks(&config, &task_id, account).await
             }

@@ -359,6 +359,8 @@ mod tests {
                 video: MediaRef::new("tasks/x/outputs/video.mp4"),
                 source_frames: 120,
                 source_finished_at: 0,
+                source_channel: None,
+                source_upstream_video_id: None,
             }),
             ..GenerationRequest::text("x")
         };

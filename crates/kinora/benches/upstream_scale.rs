@@ -1,0 +1,321 @@
+//! 10,000 tasks in flight on one Kling channel at once, against the mock Kling API: the mock
+//! finishes them spread over about a minute and pushes each change to kinora's receiver, and
+//! a client sees every task end through kinora's own callbacks. Measured on the `kinora
+//! serve` process: how long after the mock finished each task the client heard it succeeded
+//! (target: all within 5 s), kinora's average CPU over the run (target: under one core) and
+//! its peak resident memory (target: under 300 MB). Each figure is printed as a ratio of its
+//! budget too.
+//!
+//! `cargo bench -p kinora --bench upstream_scale` (`KINORA_BENCH_TASKS` changes the count).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use kinora_core::TaskId;
+use kinora_testkit::{MockConfig, MockKling};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kinora");
+const LAG_BUDGET: Duration = Duration::from_secs(5);
+const CPU_BUDGET_CORES: f64 = 1.0;
+const RSS_BUDGET_MB: f64 = 300.0;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18_081)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A field of /proc/PID/status, in kB.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// User plus system CPU time of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let ticks_per_second = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
+    (field(14).unwrap_or(0.0) + field(15).unwrap_or(0.0)) / ticks_per_second
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(dir: &Path, port: u16, mock: &MockKling) -> Server {
+    let config = dir.join("kinora.toml");
+    let defaults = MockConfig::default();
+    let text = format!(
+        r#"data_dir = "{data}"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+[queue]
+concurrency = 64
+[fetch]
+allow = ["127.0.0.1"]
+[[channels]]
+name = "mock-kling"
+kind = "kling"
+base_url = "{base}"
+access_key = "{ak}"
+secret_key = "{sk}"
+send_callbacks = true
+[routes]
+"kling-v2-6" = ["mock-kling"]
+"#,
+        data = dir.join("data").display(),
+        base = mock.base_url(),
+        ak = defaults.access_key,
+        sk = defaults.secret_key,
+    );
+    if let Err(e) = std::fs::write(&config, text) {
+        panic!("cannot write the config: {e}");
+    }
+    let log = std::fs::File::create(dir.join("kinora.log"))
+        .unwrap_or_else(|e| panic!("cannot create the log: {e}"));
+    let child = Command::new(BIN)
+        .args(["serve", "--config", &config.display().to_string()])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap_or_else(|e| panic!("log: {e}")))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+    Server(child)
+}
+
+fn printed_key(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join("kinora.log"))
+        .ok()?
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("kin_") && !l.contains(' '))
+        .map(str::to_owned)
+}
+
+/// The client's receiver: when each task's final callback arrived (Unix ms) and its status.
+type Heard = Arc<Mutex<HashMap<String, (i64, String)>>>;
+
+async fn receiver() -> (String, Heard) {
+    let heard: Heard = Arc::default();
+    let record = heard.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let record = record.clone();
+            async move {
+                let status = body["status"].as_str().unwrap_or_default().to_owned();
+                if matches!(status.as_str(), "completed" | "failed") {
+                    if let Some(id) = body["id"].as_str() {
+                        record
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .entry(id.to_owned())
+                            .or_insert((now_ms(), status));
+                    }
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let url = format!(
+        "http://{}/hook",
+        listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("addr: {e}"))
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, heard)
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let tasks: usize = std::env::var("KINORA_BENCH_TASKS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let mock = MockKling::start(
+        MockConfig {
+            task_duration: Duration::from_secs(10),
+            task_duration_spread: Duration::from_secs(50),
+            result_seconds: Some(1),
+            ..MockConfig::default()
+        },
+        "127.0.0.1:0"
+            .parse()
+            .unwrap_or_else(|e| panic!("address: {e}")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("mock: {e}"));
+    let (hook, heard) = receiver().await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let port = free_port();
+    let server = start(dir.path(), port, &mock);
+    let pid = server.0.id();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap_or_else(|e| panic!("client: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .ok()
+        != Some(true)
+    {
+        assert!(Instant::now() < deadline, "kinora never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let key = printed_key(dir.path()).unwrap_or_else(|| panic!("no bootstrap key in the log"));
+    let idle_rss_kb = status_kb(pid, "VmRSS:");
+    let cpu_before = cpu_seconds(pid);
+    let started = Instant::now();
+
+    let submitted: Vec<String> = futures::stream::iter(0..tasks)
+        .map(|n| {
+            let client = client.clone();
+            let (base, key, hook) = (base.clone(), key.clone(), hook.clone());
+            async move {
+                let body = json!({"model": "kling-v2-6", "prompt": format!("task {n}"), "callback_url": hook});
+                let answer = client
+                    .post(format!("{base}/v1/videos"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("submit {n}: {e}"));
+                let status = answer.status();
+                let created: Value = answer
+                    .json()
+                    .await
+                    .unwrap_or_else(|e| panic!("submit {n}: {e}"));
+                assert!(status.is_success(), "submit {n}: {status} {created}");
+                created["id"].as_str().unwrap_or_default().to_owned()
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let submit_seconds = started.elapsed().as_secs_f64();
+    eprintln!("{tasks} tasks submitted in {submit_seconds:.1} s; waiting for them to end");
+
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let count = heard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        if count >= tasks || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let peak_rss_mb = status_kb(pid, "VmHWM:") as f64 / 1024.0;
+
+    let heard = heard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let mut lags = Vec::with_capacity(tasks);
+    let mut succeeded = 0;
+    let mut unheard = 0;
+    for id in &submitted {
+        let Some((at, status)) = heard.get(id) else {
+            unheard += 1;
+            continue;
+        };
+        if status == "completed" {
+            succeeded += 1;
+        }
+        let uuid = TaskId::parse_any(id)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        if let Some(finished) = mock.finishes_at(&uuid) {
+            lags.push((at - finished).max(0));
+        }
+    }
+    lags.sort_unstable();
+    let max_lag = lags.last().copied().unwrap_or(0);
+    let cores = cpu / wall;
+    println!("tasks                       {tasks}");
+    println!("submitted in                {submit_seconds:.1} s");
+    println!("succeeded / never heard     {succeeded} / {unheard}");
+    println!(
+        "lag after the mock finished p50 {} ms, p99 {} ms, max {} ms (ratio to the 5 s budget {:.2})",
+        percentile(&lags, 0.5),
+        percentile(&lags, 0.99),
+        max_lag,
+        max_lag as f64 / LAG_BUDGET.as_millis() as f64
+    );
+    println!(
+        "kinora CPU                  {cpu:.1} s over {wall:.1} s = {cores:.2} cores (ratio to the 1-core budget {:.2})",
+        cores / CPU_BUDGET_CORES
+    );
+    println!(
+        "kinora memory               idle {:.0} MB, peak {peak_rss_mb:.0} MB (ratio to the 300 MB budget {:.2})",
+        idle_rss_kb as f64 / 1024.0,
+        peak_rss_mb / RSS_BUDGET_MB
+    );
+    drop(server);
+    let ok = succeeded == tasks
+        && Duration::from_millis(max_lag as u64) <= LAG_BUDGET
+        && cores < CPU_BUDGET_CORES
+        && peak_rss_mb < RSS_BUDGET_MB;
+    println!("{}", if ok { "PASS" } else { "FAIL" });
+    if !ok {
+        std::process::exit(1);
+    }
+}
