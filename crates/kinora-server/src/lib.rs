@@ -126,6 +126,7 @@ impl Services {
                 self.files.clone(),
             )),
             receiver: Some(self.upstream_receiver.clone()),
+            disabled: Default::default(),
         });
         let grace = Duration::from_secs(self.config.server.shutdown_grace_seconds);
         let mut workers = Workers::new(self.store.clone(), self.config.queue.clone(), grace)

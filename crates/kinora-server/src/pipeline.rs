@@ -32,6 +32,9 @@ use crate::worker::{JobContext, JobError, JobHandler, JobOutcome, Sweeper};
 
 /// A task whose every channel is full asks again after about this long.
 const ROUTE_FULL_WAIT: Duration = Duration::from_secs(2);
+/// How long a read of the disabled channels is reused by this process's submits (a channel
+/// this process disables is seen at once).
+const DISABLED_CHANNELS_TTL: Duration = Duration::from_secs(1);
 
 /// Everything the pipeline's handlers share.
 pub struct Pipeline {
@@ -45,6 +48,42 @@ pub struct Pipeline {
     pub outbox: Arc<Outbox>,
     /// Gives upstreams the URL to push task changes to; `None` turns pushes off.
     pub receiver: Option<UpstreamReceiver>,
+    /// The disabled channels as last read, and when.
+    pub disabled: DisabledChannels,
+}
+
+/// A short-lived copy of the disabled channels, so a burst of submits reads them once.
+#[derive(Default)]
+pub struct DisabledChannels(std::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>);
+
+impl DisabledChannels {
+    async fn get(&self, store: &dyn Store) -> Result<Vec<String>, kinora_core::Error> {
+        {
+            let cached = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, names)) = cached.as_ref() {
+                if at.elapsed() < DISABLED_CHANNELS_TTL {
+                    return Ok(names.clone());
+                }
+            }
+        }
+        let names = store.disabled_channels().await?;
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((std::time::Instant::now(), names.clone()));
+        Ok(names)
+    }
+
+    fn forget(&self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
 }
 
 /// Where a submit stands on its route.
@@ -134,6 +173,7 @@ impl Pipeline {
     }
 
     async fn disable_channel(&self, channel: &str, reason: &str) {
+        self.disabled.forget();
         match self.store.disable_channel(channel, reason).await {
             Ok(true) => error!(
                 channel,
@@ -170,7 +210,7 @@ impl Pipeline {
         task: &Task,
         skip: &[String],
     ) -> Result<Result<Vec<&Channel>, String>, JobError> {
-        let disabled = self.store.disabled_channels().await?;
+        let disabled = self.disabled.get(&*self.store).await?;
         let unusable = |name: &str| skip.iter().chain(&disabled).any(|s| s == name);
         if task.kind == TaskKind::VideoExtend {
             let source = GenerationRequest::from_value(&task.request)
@@ -222,6 +262,16 @@ impl Pipeline {
             }
             // Its channel was disabled or left: the task moves on.
             self.store.release_channel(task.id).await?;
+        }
+        // A lone channel without a limit needs no record before the submit: a retry can only
+        // come back to it (and looks the task up there first).
+        if let [only] = usable.as_slice() {
+            if only.settings.max_in_flight.is_none() {
+                return Ok(Placement::On {
+                    channel: only,
+                    fresh: true,
+                });
+            }
         }
         let draws: Vec<f64> = {
             let mut rng = rand::rng();

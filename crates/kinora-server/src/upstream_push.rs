@@ -4,8 +4,9 @@
 //!
 //! Kling does not sign its callbacks, so the URL carries the proof: the token is an
 //! HMAC-SHA256 of the task id under a deployment-wide key kept in the database, known only to
-//! kinora and to the upstream it gave the URL to. A verified push is kept for the task and
-//! makes its poll due at once; the poll reads it instead of asking the upstream. Polling stays
+//! kinora and to the upstream it gave the URL to. A verified `processing` push moves the task
+//! to running on the spot; any other push is kept for the task and makes its poll due at
+//! once, and the poll reads it instead of asking the upstream. Polling stays
 //! the fallback: a lost push only delays a task until its next scheduled poll.
 
 use std::sync::Arc;
@@ -17,12 +18,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use hmac::{Hmac, Mac};
-use kinora_core::{Error, TaskId};
+use kinora_core::{Error, ErrorCode, TaskId, TaskState};
+use kinora_store::TaskTransition;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tracing::{info, warn};
 
+use crate::callbacks::outbox::Outbox;
 use crate::Services;
 
 const PUSH_SECRET: &str = "upstream-push-token";
@@ -131,6 +134,29 @@ async fn receive(
         );
     }
     if task.state.is_terminal() {
+        return (StatusCode::OK, Json(json!({"received": true}))).into_response();
+    }
+    // Work started: that is the whole news, applied here rather than by waking a poll.
+    if pushed["task_status"] == "processing" {
+        if task.state == TaskState::Submitted {
+            return match services
+                .store
+                .transition_task(task.id, TaskTransition::Running)
+                .await
+            {
+                Ok(changed) => {
+                    services.task_events.announce(task.id);
+                    Outbox::new(services.store.clone(), services.files.clone())
+                        .record(&changed)
+                        .await;
+                    (StatusCode::OK, Json(json!({"received": true}))).into_response()
+                }
+                Err(e) if e.code() == ErrorCode::StaleTransition => {
+                    (StatusCode::OK, Json(json!({"received": true}))).into_response()
+                }
+                Err(e) => refuse(status_of(&e), e.message()),
+            };
+        }
         return (StatusCode::OK, Json(json!({"received": true}))).into_response();
     }
     match services.store.record_upstream_push(task.id, &pushed).await {

@@ -68,6 +68,7 @@ async fn text2video_renders_a_real_mp4_into_storage() {
         events: Default::default(),
         outbox: test_outbox(store.clone()),
         receiver: None,
+        disabled: Default::default(),
     });
     let queue = QueueConfig {
         poll_interval_ms: 50,

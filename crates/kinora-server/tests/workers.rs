@@ -266,6 +266,7 @@ fn pipeline(store: Arc<dyn Store>, storage: ObjectStorage) -> Arc<Pipeline> {
         clock: Arc::new(SystemClock),
         events: Default::default(),
         receiver: None,
+        disabled: Default::default(),
     })
 }
 

@@ -674,7 +674,7 @@ pub trait Store: Send + Sync + 'static {
     async fn channel_states(&self) -> Result<Vec<ChannelState>>;
 
     /// Keeps the task object an upstream pushed for `task` and makes the task's waiting poll
-    /// due now.
+    /// due, ordered by the task's creation time (ahead of work queued for newer tasks).
     async fn record_upstream_push(&self, task: TaskId, body: &serde_json::Value) -> Result<()>;
 
     /// The task object an upstream last pushed for `task`, removed as it is read: a push is

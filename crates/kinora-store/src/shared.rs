@@ -953,7 +953,10 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| $crate::error::db_error("record upstream push", e))?;
-                sqlx::query("UPDATE jobs SET next_run_at = $1, updated_at = $1 WHERE task_id = $2 AND kind = $3 AND state = 'queued' AND next_run_at > $1")
+                // Due from the task's creation, so the pushed task's poll goes before work
+                // queued for newer tasks (a burst of submits does not hold up finished tasks).
+                sqlx::query("UPDATE jobs SET next_run_at = (SELECT created_at FROM tasks WHERE tasks.id = $2), updated_at = $1 \
+                     WHERE task_id = $2 AND kind = $3 AND state = 'queued' AND next_run_at > (SELECT created_at FROM tasks WHERE tasks.id = $2)")
                     .bind(now)
                     .bind(task.to_string())
                     .bind(kinora_core::JobKind::POLL_TASK.as_str())

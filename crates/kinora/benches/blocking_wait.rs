@@ -68,6 +68,9 @@ poll_interval_ms = 1000
     let child = Command::new(BIN)
         .args(["serve", "--config", &config.display().to_string()])
         .env("RUST_LOG", "warn,kinora_server=info")
+        // KINORA_* variables configure the server; the bench's own are not for it.
+        .env_remove("KINORA_BENCH_TASKS")
+        .env_remove("KINORA_BENCH_REQUESTS")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap_or_else(|e| panic!("log: {e}")))
         .stderr(log)
