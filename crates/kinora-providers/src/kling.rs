@@ -38,6 +38,8 @@ const FIRST_POLL: Duration = Duration::from_secs(5);
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
 /// A task not polled for this long is no longer counted as one this process follows.
 const FOLLOW_WINDOW: Duration = Duration::from_secs(600);
+/// Consecutive 1203 answers to a task's query that end it.
+const QUERY_MISSES_TO_FAIL: u32 = 3;
 /// A busy upstream (1302, 1303, 429) is asked again after this.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 /// Largest result video kinora stores.
@@ -639,6 +641,24 @@ impl Provider for KlingProvider {
                     .map_err(|_| transient("the channel is shutting down"))?;
                 match self.call(reqwest::Method::GET, &path, None).await {
                     Answer::Data(data) => data,
+                    // An upstream that lost a task it accepted may find it again; three
+                    // misses in a row end it (§12).
+                    Answer::Refused {
+                        code: 1203,
+                        message,
+                        ..
+                    } => {
+                        return Err(if cx.attempt >= QUERY_MISSES_TO_FAIL {
+                            permanent(
+                                FailureClass::UpstreamError,
+                                format!("the upstream no longer knows the task: {message}"),
+                            )
+                        } else {
+                            transient(format!(
+                                "query: the upstream did not find the task: {message}"
+                            ))
+                        })
+                    }
                     other => return Err(classify(other, "query")),
                 }
             }

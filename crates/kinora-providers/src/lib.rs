@@ -30,6 +30,9 @@ pub struct ProviderContext {
     pub pushed: Option<serde_json::Value>,
     /// Where the upstream may push task changes, when the receiver is enabled.
     pub upstream_callback_url: Option<String>,
+    /// Which run of the current step this is, from 1; failed runs in a row count up, a step
+    /// that made progress starts again at 1.
+    pub attempt: u32,
 }
 
 impl ProviderContext {
@@ -40,6 +43,7 @@ impl ProviderContext {
             first_submit: false,
             pushed: None,
             upstream_callback_url: None,
+            attempt: 1,
         }
     }
 }

@@ -378,3 +378,32 @@ async fn an_extension_names_the_upstream_video_and_inherits_the_rest() {
         "{refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_the_upstream_lost_fails_after_three_misses_in_a_row() {
+    let (mock, config) = mock(Faults::default()).await;
+    let provider = provider(&mock, &config);
+    let mut lost = task("lost");
+    lost.upstream_task_id = Some("never-created".into());
+    let mut cx = context();
+    for attempt in 1..=2 {
+        cx.attempt = attempt;
+        let outcome = provider.poll(&lost, &cx).await;
+        assert!(
+            matches!(&outcome, Err(ProviderError::Transient { .. })),
+            "miss {attempt}: {outcome:?}"
+        );
+    }
+    cx.attempt = 3;
+    let outcome = provider.poll(&lost, &cx).await;
+    assert!(
+        matches!(
+            &outcome,
+            Err(ProviderError::Permanent {
+                class: FailureClass::UpstreamError,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+}

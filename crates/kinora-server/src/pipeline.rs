@@ -32,6 +32,8 @@ use crate::worker::{JobContext, JobError, JobHandler, JobOutcome, Sweeper};
 
 /// A task whose every channel is full asks again after about this long.
 const ROUTE_FULL_WAIT: Duration = Duration::from_secs(2);
+/// A task not finished this long after it was created fails (§12: 24 h).
+const TASK_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 /// How long a read of the disabled channels is reused by this process's submits (a channel
 /// this process disables is seen at once).
 const DISABLED_CHANNELS_TTL: Duration = Duration::from_secs(1);
@@ -194,6 +196,17 @@ impl Pipeline {
         NewJob::for_task(JobKind::POLL_TASK, task.id).run_at(at)
     }
 
+    /// Why the task must end now, if it is past its deadline.
+    fn past_deadline(&self, task: &Task) -> Option<String> {
+        let age_ms = self.clock.now_ms().saturating_sub(task.created_at);
+        (age_ms > kinora_core::time::duration_ms(TASK_DEADLINE)).then(|| {
+            format!(
+                "the task did not finish within {} hours",
+                TASK_DEADLINE.as_secs() / 3600
+            )
+        })
+    }
+
     /// The provider's schedule for the task's next poll.
     fn next_poll_delay(&self, task: &Task, channel: &Channel) -> Duration {
         let since = task.submitted_at.unwrap_or(task.created_at);
@@ -354,6 +367,9 @@ impl JobHandler for SubmitTask {
                 return Ok(JobOutcome::Done)
             }
         }
+        if let Some(overdue) = p.past_deadline(&task) {
+            return p.fail(&task, FailureClass::UpstreamError, overdue).await;
+        }
         let skip = Pipeline::payload(job)?.skip_channels;
         let (channel, fresh) = match p.place(&task, &skip).await? {
             Placement::On { channel, fresh } => (channel, fresh),
@@ -434,7 +450,11 @@ impl JobHandler for PollTask {
         if provider.works_during_poll() && task.state == TaskState::Submitted {
             p.transition(&task, TaskTransition::Running).await?;
         }
+        if let Some(overdue) = p.past_deadline(&task) {
+            return p.fail(&task, FailureClass::UpstreamError, overdue).await;
+        }
         let mut context = p.context(cx, &task);
+        context.attempt = job.attempts.max(1);
         context.pushed = p.store.take_upstream_push(task.id).await?;
         match provider.poll(&task, &context).await {
             Ok(Progress::Pending) => {

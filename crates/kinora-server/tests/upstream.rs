@@ -494,3 +494,95 @@ async fn a_restart_after_an_unrecorded_submit_adopts_the_upstream_task() {
         created["data"]["task_id"].as_str()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_extension_runs_on_the_channel_that_made_its_source() {
+    let mock = start_mock(Faults::default(), Duration::from_millis(300)).await;
+    let kling = channel("kling", &mock);
+    let server = serve_with(move |config| {
+        config.channels = vec![kling];
+        // The source model runs upstream; extensions are routed locally by default, yet must
+        // follow their source.
+        config
+            .routes
+            .insert("kling-v1-6".into(), vec!["kling".into()]);
+    })
+    .await;
+    let finished = |id: String| {
+        let server = &server;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let (_, body) = common::official_get(
+                    server,
+                    Some(&server.key),
+                    &format!("/v1/videos/text2video/{id}"),
+                )
+                .await;
+                let (_, extension) = common::official_get(
+                    server,
+                    Some(&server.key),
+                    &format!("/v1/videos/video-extend/{id}"),
+                )
+                .await;
+                for task in [&body["data"], &extension["data"]] {
+                    if matches!(task["task_status"].as_str(), Some("succeed" | "failed")) {
+                        return task.clone();
+                    }
+                }
+                assert!(Instant::now() < deadline, "{body} {extension}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let (status, created) = common::official_post(
+        &server,
+        &server.key,
+        "/v1/videos/text2video",
+        json!({"model_name": "kling-v1-6", "prompt": "a boat at dawn"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let source = finished(created["data"]["task_id"].as_str().expect("id").to_owned()).await;
+    assert_eq!(source["task_status"], "succeed", "{source}");
+    let video_id = source["task_result"]["videos"][0]["id"]
+        .as_str()
+        .expect("video id");
+    let source_id = TaskId::parse_any(source["task_id"].as_str().expect("id")).expect("id");
+
+    let (status, created) = common::official_post(
+        &server,
+        &server.key,
+        "/v1/videos/video-extend",
+        json!({"video_id": video_id, "prompt": "the boat drifts on"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let extension = finished(created["data"]["task_id"].as_str().expect("id").to_owned()).await;
+    assert_eq!(extension["task_status"], "succeed", "{extension}");
+    let extension_id = TaskId::parse_any(extension["task_id"].as_str().expect("id")).expect("id");
+    assert_eq!(
+        channel_of(&server, extension_id).await.as_deref(),
+        Some("kling")
+    );
+    let body = mock
+        .create_body(&extension_id.to_string())
+        .expect("sent upstream");
+    assert_eq!(
+        body["video_id"],
+        format!("video-{}", channel_of_upstream(&server, source_id).await),
+        "the upstream's own id of the source video: {body}"
+    );
+}
+
+async fn channel_of_upstream(server: &Server, id: TaskId) -> String {
+    server
+        .services
+        .store
+        .load_task_for_worker(id)
+        .await
+        .expect("store")
+        .expect("task")
+        .upstream_task_id
+        .expect("upstream id")
+}

@@ -973,3 +973,55 @@ async fn sigkill_while_callbacks_wait_to_retry_delivers_them_after_a_restart() {
         "stored sealed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_are_listed_and_a_disabled_one_is_enabled_by_the_operator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kinora.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[[channels]]\nname = \"kling-sg\"\nkind = \"kling\"\naccess_key = \"ak\"\nsecret_key = \"sk\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write");
+    let path = config.to_str().expect("utf-8");
+    let out = run(dir.path(), &["migrate", "--config", path], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let url = format!(
+        "sqlite://{}",
+        dir.path().join("data").join("kinora.db").display()
+    );
+    let store = open_store(&url).await;
+    assert!(store
+        .disable_channel("kling-sg", "the Kling account cannot take tasks (1102)")
+        .await
+        .expect("disable"));
+
+    let list = |args: &[&str]| {
+        let mut all = vec!["channels"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", path]);
+        run(dir.path(), &all, &[])
+    };
+    let out = list(&[]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kling-sg  disabled  0  the Kling account cannot take tasks (1102)"),
+        "{text}"
+    );
+    assert!(text.contains("local  enabled  0  -"), "{text}");
+
+    let out = list(&["enable", "kling-sg"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("channel kling-sg enabled"));
+    let text = String::from_utf8_lossy(&list(&["list"]).stdout).into_owned();
+    assert!(text.contains("kling-sg  enabled  0  -"), "{text}");
+    assert!(store.disabled_channels().await.expect("read").is_empty());
+
+    let out = list(&["enable", "nowhere"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no channel `nowhere`"));
+}
