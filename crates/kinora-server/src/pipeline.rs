@@ -32,6 +32,8 @@ use crate::worker::{JobContext, JobError, JobHandler, JobOutcome, Sweeper};
 
 /// A task whose every channel is full asks again after about this long.
 const ROUTE_FULL_WAIT: Duration = Duration::from_secs(2);
+/// The longest a task the upstream is too busy for waits between tries (§12).
+const BUSY_BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// A task not finished this long after it was created fails (§12: 24 h).
 const TASK_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 /// How long a read of the disabled channels is reused by this process's submits (a channel
@@ -161,7 +163,9 @@ impl Pipeline {
         error: ProviderError,
     ) -> Result<JobOutcome, JobError> {
         match error {
-            ProviderError::Busy { retry_after } => Ok(JobOutcome::RunAgainAfter(retry_after)),
+            ProviderError::Busy { retry_after } => Ok(JobOutcome::RunAgainAfter(
+                self.busy_backoff(task, retry_after),
+            )),
             ProviderError::Transient { message } => Err(JobError::Retry(message)),
             ProviderError::ChannelUnusable { message } => {
                 let channel = task.channel.as_deref().unwrap_or("(none)");
@@ -194,6 +198,17 @@ impl Pipeline {
             .now_ms()
             .saturating_add(kinora_core::time::duration_ms(after));
         NewJob::for_task(JobKind::POLL_TASK, task.id).run_at(at)
+    }
+
+    /// How long a task the upstream is too busy for waits before asking again: the upstream's
+    /// own figure at least, and longer the longer the task has waited (half its age, up to
+    /// 60 s), drawn at random below that so tasks refused together do not return together.
+    fn busy_backoff(&self, task: &Task, retry_after: Duration) -> Duration {
+        let since = task.submitted_at.unwrap_or(task.created_at);
+        let age_ms = u64::try_from(self.clock.now_ms().saturating_sub(since)).unwrap_or(0);
+        let ceiling = Duration::from_millis(age_ms / 2).min(BUSY_BACKOFF_CAP);
+        let drawn = ceiling.mul_f64(rand::rng().random_range(0.0..=1.0));
+        drawn.max(retry_after)
     }
 
     /// Why the task must end now, if it is past its deadline.
