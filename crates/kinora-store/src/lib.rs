@@ -212,6 +212,49 @@ pub struct WebhookSecretRecord {
     pub retired_at: Option<i64>,
 }
 
+/// An app of an account: its own balance (minor units), and whether the account's general
+/// balance pays what the app's balance lacks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct App {
+    pub id: uuid::Uuid,
+    pub account_id: AccountId,
+    pub name: String,
+    pub balance: i64,
+    pub allow_general_balance: bool,
+    pub created_at: i64,
+}
+
+/// Which balance of an account: its general balance or one app's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Purse {
+    General,
+    App(uuid::Uuid),
+}
+
+/// One line of the append-only ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub purse: Purse,
+    pub task_id: Option<TaskId>,
+    /// `credit`, `hold` or `release`.
+    pub kind: String,
+    /// Signed: holds are negative.
+    pub amount: i64,
+    pub note: String,
+    pub created_at: i64,
+}
+
+/// The answer to a hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldOutcome {
+    /// Set aside: this much from the app's balance and this much from the general one.
+    Held { from_app: i64, from_general: i64 },
+    /// The purses that may pay hold less than the price; nothing changed.
+    Insufficient { available: i64 },
+}
+
 /// An upstream channel as operators see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChannelState {
@@ -647,6 +690,53 @@ pub trait Store: Send + Sync + 'static {
     /// Unfinished tasks that no queued or running job will move any more (their job was
     /// dead-lettered or aborted), oldest first.
     async fn orphaned_task_ids(&self, limit: u32) -> Result<Vec<TaskId>>;
+
+    /// Adds an app to the account, with a zero balance.
+    async fn create_app(
+        &self,
+        account: AccountId,
+        name: &str,
+        allow_general_balance: bool,
+    ) -> Result<App>;
+
+    /// The account's apps, oldest first.
+    async fn list_apps(&self, account: AccountId) -> Result<Vec<App>>;
+
+    /// The account's general balance (0 when nothing was ever credited).
+    async fn general_balance(&self, account: AccountId) -> Result<i64>;
+
+    /// Adds `amount` (negative: takes it away) to a purse with a ledger entry; returns the new
+    /// balance. A balance never goes below zero (`invalid` otherwise); another account's app
+    /// is `not_found`.
+    async fn credit(
+        &self,
+        account: AccountId,
+        purse: Purse,
+        amount: i64,
+        note: &str,
+    ) -> Result<i64>;
+
+    /// Sets `price` aside for `task`: from the app's balance first, the rest from the general
+    /// balance when the app allows it (`Purse::General` takes it all from there). All or
+    /// nothing, safe against concurrent holds on the same purses, once per task (a second
+    /// hold for the task answers what the first held).
+    async fn hold_charge(
+        &self,
+        task: TaskId,
+        account: AccountId,
+        purse: Purse,
+        price: i64,
+    ) -> Result<HoldOutcome>;
+
+    /// Ends a held charge at `actual` (at most what was held): the rest goes back, to the
+    /// general balance first (it paid last). False when the charge is not held any more.
+    async fn capture_charge(&self, task: TaskId, actual: i64) -> Result<bool>;
+
+    /// Gives a held charge back in full. False when the charge is not held any more.
+    async fn release_charge(&self, task: TaskId) -> Result<bool>;
+
+    /// A purse's ledger entries, oldest first.
+    async fn ledger(&self, account: AccountId, purse: Purse) -> Result<Vec<LedgerEntry>>;
 
     /// Puts a queued task on `channel` if the channel has fewer than `max_in_flight`
     /// unfinished tasks (no limit when `None`); false when it is full or the task is no

@@ -105,6 +105,132 @@ macro_rules! impl_store {
                 }
             }
 
+            /// Moves a purse's balance by `amount` and appends the matching ledger entry, inside
+            /// the caller's transaction. The purse's row must exist.
+            async fn move_purse(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                account: kinora_core::AccountId,
+                purse: $crate::Purse,
+                task: Option<kinora_core::TaskId>,
+                kind: &str,
+                amount: i64,
+                note: &str,
+                now: i64,
+            ) -> $crate::Result<()> {
+                let app = match purse {
+                    $crate::Purse::General => {
+                        sqlx::query("UPDATE account_balances SET general_balance = general_balance + $1, updated_at = $2 WHERE account_id = $3")
+                            .bind(amount)
+                            .bind(now)
+                            .bind(account.to_string())
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(|e| $crate::error::db_error("move balance", e))?;
+                        None
+                    }
+                    $crate::Purse::App(id) => {
+                        sqlx::query("UPDATE apps SET balance = balance + $1 WHERE id = $2 AND account_id = $3")
+                            .bind(amount)
+                            .bind(id.to_string())
+                            .bind(account.to_string())
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(|e| $crate::error::db_error("move balance", e))?;
+                        Some(id.to_string())
+                    }
+                };
+                sqlx::query("INSERT INTO ledger_entries (account_id, app_id, task_id, kind, amount, note, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(account.to_string())
+                    .bind(app)
+                    .bind(task.map(|t| t.to_string()))
+                    .bind(kind)
+                    .bind(amount)
+                    .bind(note)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("append ledger entry", e))?;
+                Ok(())
+            }
+
+            /// Locks the account's general balance (creating it at zero) and, for an app, the
+            /// app's row, always in this order; returns (app balance, app allows general,
+            /// general balance). An app of another account is `not_found`.
+            async fn lock_purses(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                account: kinora_core::AccountId,
+                purse: $crate::Purse,
+                now: i64,
+            ) -> $crate::Result<(i64, bool, i64)> {
+                let general: i64 = sqlx::query_scalar("INSERT INTO account_balances (account_id, general_balance, updated_at) VALUES ($1, 0, $2) \
+                     ON CONFLICT (account_id) DO UPDATE SET updated_at = $2 RETURNING general_balance")
+                    .bind(account.to_string())
+                    .bind(now)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("lock general balance", e))?;
+                match purse {
+                    $crate::Purse::General => Ok((0, true, general)),
+                    $crate::Purse::App(id) => {
+                        let row: Option<(i64, i64)> = sqlx::query_as("UPDATE apps SET balance = balance WHERE id = $1 AND account_id = $2 RETURNING balance, allow_general_balance")
+                            .bind(id.to_string())
+                            .bind(account.to_string())
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err(|e| $crate::error::db_error("lock app balance", e))?;
+                        let (balance, allow) = row.ok_or_else(|| kinora_core::Error::not_found(format!("app {id} does not exist")))?;
+                        Ok((balance, allow != 0, general))
+                    }
+                }
+            }
+
+            /// Ends a held charge: `captured` is kept, the rest goes back (general first).
+            async fn settle_charge(&self, task: kinora_core::TaskId, actual: Option<i64>) -> $crate::Result<bool> {
+                let now = self.clock.now_ms();
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
+                let row: Option<(String, Option<String>, i64, i64)> = sqlx::query_as("SELECT account_id, app_id, held_app, held_general FROM task_charges WHERE task_id = $1 AND state = 'held'")
+                    .bind(task.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("read charge", e))?;
+                let Some((account, app, held_app, held_general)) = row else {
+                    return Ok(false);
+                };
+                let account: kinora_core::AccountId = account.parse().map_err(|_| kinora_core::Error::internal(format!("charge of {task}: bad account id")))?;
+                let held = held_app + held_general;
+                let captured = actual.map_or(0, |a| a.clamp(0, held));
+                let (state, kind_note) = match actual {
+                    Some(_) => ("captured", "the task's unused price"),
+                    None => ("released", "the task did not succeed"),
+                };
+                let settled = sqlx::query("UPDATE task_charges SET state = $1, captured = $2, updated_at = $3 WHERE task_id = $4 AND state = 'held'")
+                    .bind(state)
+                    .bind(captured)
+                    .bind(now)
+                    .bind(task.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("settle charge", e))?;
+                if settled.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                let refund = held - captured;
+                let to_general = refund.min(held_general);
+                let to_app = refund - to_general;
+                let app_purse = match app {
+                    Some(id) => Some($crate::Purse::App(uuid::Uuid::parse_str(&id).map_err(|e| kinora_core::Error::internal(format!("charge of {task}: {e}")))?)),
+                    None => None,
+                };
+                if to_general > 0 {
+                    Self::move_purse(&mut tx, account, $crate::Purse::General, Some(task), "release", to_general, kind_note, now).await?;
+                }
+                if let (true, Some(purse)) = (to_app > 0, app_purse) {
+                    Self::move_purse(&mut tx, account, purse, Some(task), "release", to_app, kind_note, now).await?;
+                }
+                tx.commit().await.map_err(|e| $crate::error::db_error("commit charge", e))?;
+                Ok(true)
+            }
+
             /// Runs a lease-guarded update; no row means the caller lost the lease.
             async fn update_leased<'q>(&self, query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>, id: $crate::JobId, owner: &str, what: &str) -> $crate::Result<()> {
                 let done = query
@@ -846,6 +972,142 @@ macro_rules! impl_store {
                 tx.commit().await.map_err(|e| $crate::error::db_error("commit job", e))?;
                 self.wakeups.notify_waiters();
                 Ok(next_id)
+            }
+
+            async fn create_app(&self, account: kinora_core::AccountId, name: &str, allow_general_balance: bool) -> $crate::Result<$crate::App> {
+                let id = uuid::Uuid::now_v7();
+                let now = self.clock.now_ms();
+                sqlx::query("INSERT INTO apps (id, account_id, name, balance, allow_general_balance, created_at) VALUES ($1, $2, $3, 0, $4, $5)")
+                    .bind(id.to_string())
+                    .bind(account.to_string())
+                    .bind(name)
+                    .bind(i64::from(allow_general_balance))
+                    .bind(now)
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("create app", e))?;
+                Ok($crate::App { id, account_id: account, name: name.to_owned(), balance: 0, allow_general_balance, created_at: now })
+            }
+
+            async fn list_apps(&self, account: kinora_core::AccountId) -> $crate::Result<Vec<$crate::App>> {
+                let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as("SELECT id, name, balance, allow_general_balance, created_at FROM apps WHERE account_id = $1 ORDER BY created_at, id")
+                    .bind(account.to_string())
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("list apps", e))?;
+                rows.into_iter()
+                    .map(|(id, name, balance, allow, created_at)| {
+                        let id = uuid::Uuid::parse_str(&id).map_err(|e| kinora_core::Error::internal(format!("app id {id}: {e}")))?;
+                        Ok($crate::App { id, account_id: account, name, balance, allow_general_balance: allow != 0, created_at })
+                    })
+                    .collect()
+            }
+
+            async fn general_balance(&self, account: kinora_core::AccountId) -> $crate::Result<i64> {
+                let balance: Option<i64> = sqlx::query_scalar("SELECT general_balance FROM account_balances WHERE account_id = $1")
+                    .bind(account.to_string())
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("read general balance", e))?;
+                Ok(balance.unwrap_or(0))
+            }
+
+            async fn credit(&self, account: kinora_core::AccountId, purse: $crate::Purse, amount: i64, note: &str) -> $crate::Result<i64> {
+                let now = self.clock.now_ms();
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
+                let (app_balance, _, general) = Self::lock_purses(&mut tx, account, purse, now).await?;
+                let current = match purse {
+                    $crate::Purse::General => general,
+                    $crate::Purse::App(_) => app_balance,
+                };
+                let updated = current.checked_add(amount).ok_or_else(|| kinora_core::Error::invalid("the amount is too large"))?;
+                if updated < 0 {
+                    return Err(kinora_core::Error::invalid(format!("the balance is {current}; taking {} would make it negative", -amount)));
+                }
+                Self::move_purse(&mut tx, account, purse, None, "credit", amount, note, now).await?;
+                tx.commit().await.map_err(|e| $crate::error::db_error("commit credit", e))?;
+                Ok(updated)
+            }
+
+            async fn hold_charge(&self, task: kinora_core::TaskId, account: kinora_core::AccountId, purse: $crate::Purse, price: i64) -> $crate::Result<$crate::HoldOutcome> {
+                if price < 0 {
+                    return Err(kinora_core::Error::invalid("a price cannot be negative"));
+                }
+                let now = self.clock.now_ms();
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
+                let (app_balance, allow_general, general) = Self::lock_purses(&mut tx, account, purse, now).await?;
+                // Once per task: a repeated hold answers what the first one held.
+                let earlier: Option<(i64, i64)> = sqlx::query_as("SELECT held_app, held_general FROM task_charges WHERE task_id = $1")
+                    .bind(task.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("read charge", e))?;
+                if let Some((from_app, from_general)) = earlier {
+                    return Ok($crate::HoldOutcome::Held { from_app, from_general });
+                }
+                let from_app = match purse {
+                    $crate::Purse::General => 0,
+                    $crate::Purse::App(_) => app_balance.min(price).max(0),
+                };
+                let from_general = price - from_app;
+                let general_usable = if allow_general { general } else { 0 };
+                if from_general > general_usable {
+                    return Ok($crate::HoldOutcome::Insufficient { available: from_app + general_usable });
+                }
+                if from_app > 0 {
+                    Self::move_purse(&mut tx, account, purse, Some(task), "hold", -from_app, "the task's price, held", now).await?;
+                }
+                if from_general > 0 {
+                    Self::move_purse(&mut tx, account, $crate::Purse::General, Some(task), "hold", -from_general, "the task's price, held", now).await?;
+                }
+                let app = match purse {
+                    $crate::Purse::General => None,
+                    $crate::Purse::App(id) => Some(id.to_string()),
+                };
+                sqlx::query("INSERT INTO task_charges (task_id, account_id, app_id, held_app, held_general, state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'held', $6, $6)")
+                    .bind(task.to_string())
+                    .bind(account.to_string())
+                    .bind(app)
+                    .bind(from_app)
+                    .bind(from_general)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("record charge", e))?;
+                tx.commit().await.map_err(|e| $crate::error::db_error("commit hold", e))?;
+                Ok($crate::HoldOutcome::Held { from_app, from_general })
+            }
+
+            async fn capture_charge(&self, task: kinora_core::TaskId, actual: i64) -> $crate::Result<bool> {
+                self.settle_charge(task, Some(actual)).await
+            }
+
+            async fn release_charge(&self, task: kinora_core::TaskId) -> $crate::Result<bool> {
+                self.settle_charge(task, None).await
+            }
+
+            async fn ledger(&self, account: kinora_core::AccountId, purse: $crate::Purse) -> $crate::Result<Vec<$crate::LedgerEntry>> {
+                let rows: Vec<(i64, Option<String>, Option<String>, String, i64, String, i64)> = match purse {
+                    $crate::Purse::General => sqlx::query_as("SELECT id, app_id, task_id, kind, amount, note, created_at FROM ledger_entries WHERE account_id = $1 AND app_id IS NULL ORDER BY id")
+                        .bind(account.to_string())
+                        .fetch_all(&self.read)
+                        .await,
+                    $crate::Purse::App(app) => sqlx::query_as("SELECT id, app_id, task_id, kind, amount, note, created_at FROM ledger_entries WHERE account_id = $1 AND app_id = $2 ORDER BY id")
+                        .bind(account.to_string())
+                        .bind(app.to_string())
+                        .fetch_all(&self.read)
+                        .await,
+                }
+                .map_err(|e| $crate::error::db_error("read ledger", e))?;
+                rows.into_iter()
+                    .map(|(id, _, task, kind, amount, note, created_at)| {
+                        let task_id = match task {
+                            Some(t) => Some(kinora_core::TaskId::from_uuid(uuid::Uuid::parse_str(&t).map_err(|e| kinora_core::Error::internal(format!("ledger task id {t}: {e}")))?)),
+                            None => None,
+                        };
+                        Ok($crate::LedgerEntry { id, account_id: account, purse, task_id, kind, amount, note, created_at })
+                    })
+                    .collect()
             }
 
             async fn assign_channel(&self, task: kinora_core::TaskId, channel: &str, max_in_flight: Option<u32>) -> $crate::Result<bool> {

@@ -12,8 +12,8 @@ use kinora_core::{
 use kinora_store::testing::{self, TestDatabase};
 use kinora_store::{
     CallbackAttempt, CallbackNext, CallbackPhase, CallbackState, ElementCreation, ElementImage,
-    JobState, NewAccessKey, NewApiKey, NewCallbackEvent, NewElement, NewJob, ReferenceType,
-    RetryOutcome, Store, TaskTransition, DELIVER_CALLBACK,
+    HoldOutcome, JobState, NewAccessKey, NewApiKey, NewCallbackEvent, NewElement, NewJob, Purse,
+    ReferenceType, RetryOutcome, Store, TaskTransition, DELIVER_CALLBACK,
 };
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -307,6 +307,8 @@ on_both_backends!(
     channels_hold_their_limit_and_stay_disabled_until_enabled(super::manual_clock()),
     concurrent_assignments_never_pass_a_channel_limit(kinora_core::time::SystemClock),
     an_upstream_push_is_kept_and_wakes_the_poll(super::manual_clock()),
+    charges_are_held_captured_and_released_with_the_ledger_matching_balances(super::manual_clock()),
+    concurrent_holds_never_overdraw(kinora_core::time::SystemClock),
     bootstrap_happens_once(kinora_core::time::SystemClock),
     server_secrets_are_created_once(super::manual_clock()),
     elements_are_scoped_paged_and_deleted(super::manual_clock()),
@@ -1452,6 +1454,214 @@ async fn an_upstream_push_is_kept_and_wakes_the_poll(db: TestDatabase, clock: Ma
         "the poll is due at once, without the clock moving"
     );
     let _ = clock;
+}
+
+/// The sum of a purse's ledger entries, which must equal its balance.
+async fn ledger_sum(store: &dyn Store, account: AccountId, purse: Purse) -> i64 {
+    store
+        .ledger(account, purse)
+        .await
+        .expect("ledger")
+        .iter()
+        .map(|e| e.amount)
+        .sum()
+}
+
+async fn app_balance(store: &dyn Store, account: AccountId, app: uuid::Uuid) -> i64 {
+    store
+        .list_apps(account)
+        .await
+        .expect("apps")
+        .into_iter()
+        .find(|a| a.id == app)
+        .expect("app")
+        .balance
+}
+
+async fn charges_are_held_captured_and_released_with_the_ledger_matching_balances(
+    db: TestDatabase,
+    _clock: ManualClock,
+) {
+    let store = db.store;
+    let account = store.create_account("acme").await.expect("account").id;
+    let other = store.create_account("other").await.expect("account").id;
+    let app = store
+        .create_app(account, "web", true)
+        .await
+        .expect("app")
+        .id;
+    let strict = store
+        .create_app(account, "strict", false)
+        .await
+        .expect("app")
+        .id;
+    assert_eq!(store.general_balance(account).await.expect("general"), 0);
+    assert_eq!(
+        store
+            .credit(account, Purse::App(app), 100, "top-up")
+            .await
+            .expect("credit"),
+        100
+    );
+    assert_eq!(
+        store
+            .credit(account, Purse::General, 500, "top-up")
+            .await
+            .expect("credit"),
+        500
+    );
+    assert_eq!(
+        store
+            .credit(account, Purse::App(strict), 40, "top-up")
+            .await
+            .expect("credit"),
+        40
+    );
+    let refused = store
+        .credit(account, Purse::General, -501, "too much")
+        .await;
+    assert_eq!(refused.map_err(|e| e.code()), Err(ErrorCode::InvalidInput));
+    let foreign = store.credit(other, Purse::App(app), 10, "not theirs").await;
+    assert_eq!(foreign.map_err(|e| e.code()), Err(ErrorCode::NotFound));
+
+    // The app pays first, the general balance the rest.
+    let first = TaskId::new();
+    assert_eq!(
+        store
+            .hold_charge(first, account, Purse::App(app), 150)
+            .await
+            .expect("hold"),
+        HoldOutcome::Held {
+            from_app: 100,
+            from_general: 50
+        }
+    );
+    assert_eq!(
+        store
+            .hold_charge(first, account, Purse::App(app), 150)
+            .await
+            .expect("again"),
+        HoldOutcome::Held {
+            from_app: 100,
+            from_general: 50
+        },
+        "once per task"
+    );
+    assert_eq!(app_balance(&*store, account, app).await, 0);
+    assert_eq!(store.general_balance(account).await.expect("general"), 450);
+    // Succeeded with 120 of 150 used: 30 back, to the general balance first.
+    assert!(store.capture_charge(first, 120).await.expect("capture"));
+    assert!(
+        !store.capture_charge(first, 120).await.expect("twice"),
+        "captured once"
+    );
+    assert!(!store.release_charge(first).await.expect("after capture"));
+    assert_eq!(store.general_balance(account).await.expect("general"), 480);
+    assert_eq!(app_balance(&*store, account, app).await, 0);
+
+    // A strict app cannot use the general balance: refused, nothing moves.
+    let second = TaskId::new();
+    assert_eq!(
+        store
+            .hold_charge(second, account, Purse::App(strict), 50)
+            .await
+            .expect("hold"),
+        HoldOutcome::Insufficient { available: 40 }
+    );
+    assert_eq!(app_balance(&*store, account, strict).await, 40);
+    // A failed task gets everything back.
+    let third = TaskId::new();
+    assert!(matches!(
+        store
+            .hold_charge(third, account, Purse::App(strict), 40)
+            .await
+            .expect("hold"),
+        HoldOutcome::Held {
+            from_app: 40,
+            from_general: 0
+        }
+    ));
+    assert!(store.release_charge(third).await.expect("release"));
+    assert!(!store.release_charge(third).await.expect("twice"));
+    assert_eq!(app_balance(&*store, account, strict).await, 40);
+    // The general balance alone, and a capture above the hold keeps only the hold.
+    let fourth = TaskId::new();
+    assert!(matches!(
+        store
+            .hold_charge(fourth, account, Purse::General, 80)
+            .await
+            .expect("hold"),
+        HoldOutcome::Held {
+            from_app: 0,
+            from_general: 80
+        }
+    ));
+    assert!(store.capture_charge(fourth, 1_000).await.expect("capture"));
+    assert_eq!(store.general_balance(account).await.expect("general"), 400);
+
+    for purse in [Purse::General, Purse::App(app), Purse::App(strict)] {
+        let balance = match purse {
+            Purse::General => store.general_balance(account).await.expect("general"),
+            Purse::App(id) => app_balance(&*store, account, id).await,
+        };
+        assert_eq!(
+            ledger_sum(&*store, account, purse).await,
+            balance,
+            "{purse:?}"
+        );
+    }
+    let kinds: Vec<String> = store
+        .ledger(account, Purse::General)
+        .await
+        .expect("ledger")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["credit", "hold", "release", "hold"]);
+    assert!(store
+        .ledger(other, Purse::General)
+        .await
+        .expect("ledger")
+        .is_empty());
+}
+
+async fn concurrent_holds_never_overdraw(db: TestDatabase, _clock: SystemClock) {
+    let store = db.store;
+    let account = store.create_account("acme").await.expect("account").id;
+    let app = store
+        .create_app(account, "web", true)
+        .await
+        .expect("app")
+        .id;
+    store
+        .credit(account, Purse::App(app), 1_000, "top-up")
+        .await
+        .expect("credit");
+    store
+        .credit(account, Purse::General, 500, "top-up")
+        .await
+        .expect("credit");
+    let mut handles = Vec::new();
+    for _ in 0..100 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .hold_charge(TaskId::new(), account, Purse::App(app), 30)
+                .await
+                .expect("hold")
+        }));
+    }
+    let mut held = 0;
+    for handle in handles {
+        if matches!(handle.await.expect("join"), HoldOutcome::Held { .. }) {
+            held += 1;
+        }
+    }
+    assert_eq!(held, 50, "1,500 buys exactly 50 holds of 30");
+    assert_eq!(app_balance(&*store, account, app).await, 0);
+    assert_eq!(store.general_balance(account).await.expect("general"), 0);
+    assert_eq!(ledger_sum(&*store, account, Purse::App(app)).await, 0);
+    assert_eq!(ledger_sum(&*store, account, Purse::General).await, 0);
 }
 
 async fn enqueue_wakes_waiting_workers(db: TestDatabase, _clock: SystemClock) {
