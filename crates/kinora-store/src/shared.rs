@@ -47,6 +47,15 @@ pub(crate) use {
     task_columns,
 };
 
+/// One change of a purse's balance and the ledger entry that records it.
+pub(crate) struct Movement<'a> {
+    pub purse: crate::Purse,
+    pub task: Option<kinora_core::TaskId>,
+    pub kind: &'a str,
+    pub amount: i64,
+    pub note: &'a str,
+}
+
 /// Marks a leased job done; binds (now, id, owner).
 pub(crate) const COMPLETE_JOB: &str = "UPDATE jobs SET state = 'done', lease_owner = NULL, \
      lease_until = NULL, finished_at = $1, updated_at = $1 \
@@ -110,13 +119,10 @@ macro_rules! impl_store {
             async fn move_purse(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 account: kinora_core::AccountId,
-                purse: $crate::Purse,
-                task: Option<kinora_core::TaskId>,
-                kind: &str,
-                amount: i64,
-                note: &str,
+                movement: $crate::shared::Movement<'_>,
                 now: i64,
             ) -> $crate::Result<()> {
+                let $crate::shared::Movement { purse, task, kind, amount, note } = movement;
                 let app = match purse {
                     $crate::Purse::General => {
                         sqlx::query("UPDATE account_balances SET general_balance = general_balance + $1, updated_at = $2 WHERE account_id = $3")
@@ -222,10 +228,10 @@ macro_rules! impl_store {
                     None => None,
                 };
                 if to_general > 0 {
-                    Self::move_purse(&mut tx, account, $crate::Purse::General, Some(task), "release", to_general, kind_note, now).await?;
+                    Self::move_purse(&mut tx, account, $crate::shared::Movement { purse: $crate::Purse::General, task: Some(task), kind: "release", amount: to_general, note: kind_note }, now).await?;
                 }
                 if let (true, Some(purse)) = (to_app > 0, app_purse) {
-                    Self::move_purse(&mut tx, account, purse, Some(task), "release", to_app, kind_note, now).await?;
+                    Self::move_purse(&mut tx, account, $crate::shared::Movement { purse, task: Some(task), kind: "release", amount: to_app, note: kind_note }, now).await?;
                 }
                 tx.commit().await.map_err(|e| $crate::error::db_error("commit charge", e))?;
                 Ok(true)
@@ -1024,7 +1030,7 @@ macro_rules! impl_store {
                 if updated < 0 {
                     return Err(kinora_core::Error::invalid(format!("the balance is {current}; taking {} would make it negative", -amount)));
                 }
-                Self::move_purse(&mut tx, account, purse, None, "credit", amount, note, now).await?;
+                Self::move_purse(&mut tx, account, $crate::shared::Movement { purse, task: None, kind: "credit", amount, note }, now).await?;
                 tx.commit().await.map_err(|e| $crate::error::db_error("commit credit", e))?;
                 Ok(updated)
             }
@@ -1055,10 +1061,10 @@ macro_rules! impl_store {
                     return Ok($crate::HoldOutcome::Insufficient { available: from_app + general_usable });
                 }
                 if from_app > 0 {
-                    Self::move_purse(&mut tx, account, purse, Some(task), "hold", -from_app, "the task's price, held", now).await?;
+                    Self::move_purse(&mut tx, account, $crate::shared::Movement { purse, task: Some(task), kind: "hold", amount: -from_app, note: "the task's price, held" }, now).await?;
                 }
                 if from_general > 0 {
-                    Self::move_purse(&mut tx, account, $crate::Purse::General, Some(task), "hold", -from_general, "the task's price, held", now).await?;
+                    Self::move_purse(&mut tx, account, $crate::shared::Movement { purse: $crate::Purse::General, task: Some(task), kind: "hold", amount: -from_general, note: "the task's price, held" }, now).await?;
                 }
                 let app = match purse {
                     $crate::Purse::General => None,
