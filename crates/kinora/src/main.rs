@@ -51,6 +51,17 @@ enum Command {
         #[command(subcommand)]
         command: Option<ChannelsCommand>,
     },
+    /// An account's apps: list them or add one.
+    #[command(subcommand)]
+    Apps(AppsCommand),
+    /// An account's balances (minor units): show them, credit one, or list its ledger.
+    Balance {
+        #[command(subcommand)]
+        command: Option<BalanceCommand>,
+        /// The account (UUID); by default the bootstrap account.
+        #[arg(long, global = true)]
+        account: Option<String>,
+    },
     /// Show a task's callbacks and every delivery attempt.
     Callbacks {
         /// The task id, in any dialect's form.
@@ -75,6 +86,126 @@ enum WebhooksCommand {
         #[arg(long)]
         account: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum AppsCommand {
+    /// List the account's apps with their balances.
+    List {
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Add an app (balance 0). By default the account's general balance pays what the app's
+    /// balance lacks.
+    Create {
+        name: String,
+        #[arg(long)]
+        account: Option<String>,
+        /// The app's tasks may use only its own balance.
+        #[arg(long)]
+        no_general_balance: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BalanceCommand {
+    /// The general balance and every app's (the default).
+    Show,
+    /// Add AMOUNT minor units (negative takes them away; a balance never goes below zero).
+    Credit {
+        #[arg(allow_negative_numbers = true)]
+        amount: i64,
+        /// The app to credit; by default the general balance.
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long, default_value = "credited by an operator")]
+        note: String,
+    },
+    /// Every ledger entry of the general balance, or of one app.
+    Ledger {
+        #[arg(long)]
+        app: Option<String>,
+    },
+}
+
+fn purse(app: Option<String>) -> Result<kinora_server::store::Purse, kinora_server::Error> {
+    match app {
+        None => Ok(kinora_server::store::Purse::General),
+        Some(text) => uuid::Uuid::parse_str(&text)
+            .map(kinora_server::store::Purse::App)
+            .map_err(|_| kinora_server::Error::invalid(format!("`{text}` is not an app id"))),
+    }
+}
+
+async fn run_apps(config: &Config, command: AppsCommand) -> Result<(), kinora_server::Error> {
+    let store = kinora_server::open_store(config).await?;
+    match command {
+        AppsCommand::List { account } => {
+            let account = account_or_default(&*store, account).await?;
+            println!("# app  name  balance  uses-general-balance");
+            for app in store.list_apps(account).await? {
+                println!(
+                    "{}  {}  {}  {}",
+                    app.id,
+                    app.name,
+                    app.balance,
+                    if app.allow_general_balance {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                );
+            }
+        }
+        AppsCommand::Create {
+            name,
+            account,
+            no_general_balance,
+        } => {
+            let account = account_or_default(&*store, account).await?;
+            let app = store
+                .create_app(account, &name, !no_general_balance)
+                .await?;
+            println!("{}", app.id);
+        }
+    }
+    Ok(())
+}
+
+async fn run_balance(
+    config: &Config,
+    account: Option<String>,
+    command: Option<BalanceCommand>,
+) -> Result<(), kinora_server::Error> {
+    let store = kinora_server::open_store(config).await?;
+    let account = account_or_default(&*store, account).await?;
+    match command.unwrap_or(BalanceCommand::Show) {
+        BalanceCommand::Show => {
+            println!("general  {}", store.general_balance(account).await?);
+            for app in store.list_apps(account).await? {
+                println!("app {} ({})  {}", app.id, app.name, app.balance);
+            }
+        }
+        BalanceCommand::Credit { amount, app, note } => {
+            let balance = store.credit(account, purse(app)?, amount, &note).await?;
+            println!("{balance}");
+        }
+        BalanceCommand::Ledger { app } => {
+            for entry in store.ledger(account, purse(app)?).await? {
+                println!(
+                    "{}  {}  {:>8}  {}  {}",
+                    entry.created_at,
+                    entry.kind,
+                    entry.amount,
+                    entry
+                        .task_id
+                        .map_or_else(|| "-".to_owned(), |t| t.to_string()),
+                    entry.note
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -480,6 +611,8 @@ fn main() -> ExitCode {
             Command::CheckConfig => Ok(()),
             Command::Webhooks(command) => run_webhooks(&config, command).await,
             Command::Channels { command } => run_channels(&config, command).await,
+            Command::Apps(command) => run_apps(&config, command).await,
+            Command::Balance { command, account } => run_balance(&config, account, command).await,
             Command::Callbacks { task_id, account } => {
                 run_callbacks(&config, &task_id, account).await
             }

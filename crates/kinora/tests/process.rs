@@ -1025,3 +1025,73 @@ async fn channels_are_listed_and_a_disabled_one_is_enabled_by_the_operator() {
     assert!(!out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no channel `nowhere`"));
 }
+
+#[test]
+fn operators_add_apps_credit_balances_and_read_the_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kinora.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = \"{}\"\n", dir.path().join("data").display()),
+    )
+    .expect("write");
+    let path = config.to_str().expect("utf-8");
+    let kinora = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--config", path]);
+        let out = run(dir.path(), &all, &[]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, app, err) = kinora(&["apps", "create", "web"]);
+    assert!(ok, "{err}");
+    let app = app.trim().to_owned();
+    let (ok, strict, err) = kinora(&["apps", "create", "batch", "--no-general-balance"]);
+    assert!(ok, "{err}");
+    let (ok, listed, _) = kinora(&["apps", "list"]);
+    assert!(ok);
+    assert!(listed.contains(&format!("{app}  web  0  yes")), "{listed}");
+    assert!(
+        listed.contains(&format!("{}  batch  0  no", strict.trim())),
+        "{listed}"
+    );
+
+    assert_eq!(kinora(&["balance", "credit", "1500"]).1.trim(), "1500");
+    assert_eq!(
+        kinora(&[
+            "balance",
+            "credit",
+            "250",
+            "--app",
+            &app,
+            "--note",
+            "invoice 7"
+        ])
+        .1
+        .trim(),
+        "250"
+    );
+    assert_eq!(kinora(&["balance", "credit", "-500"]).1.trim(), "1000");
+    let (ok, _, err) = kinora(&["balance", "credit", "-5000"]);
+    assert!(!ok && err.contains("negative"), "{err}");
+    let (ok, _, err) = kinora(&["balance", "credit", "5", "--app", "not-an-app"]);
+    assert!(!ok && err.contains("not an app id"), "{err}");
+
+    let (_, shown, _) = kinora(&["balance"]);
+    assert!(shown.contains("general  1000"), "{shown}");
+    assert!(shown.contains(&format!("app {app} (web)  250")), "{shown}");
+    let (_, ledger, _) = kinora(&["balance", "ledger", "--app", &app]);
+    assert!(
+        ledger.contains("credit") && ledger.contains("250") && ledger.contains("invoice 7"),
+        "{ledger}"
+    );
+    let (_, ledger, _) = kinora(&["balance", "ledger"]);
+    assert_eq!(
+        ledger.lines().count(),
+        2,
+        "two entries on the general balance: {ledger}"
+    );
+}
