@@ -36,6 +36,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub official: OfficialConfig,
     pub acedata: AceDataConfig,
+    pub billing: BillingConfig,
     pub callbacks: CallbacksConfig,
     /// Upstream accounts besides the built-in `local` engine.
     pub channels: Vec<ChannelConfig>,
@@ -59,6 +60,7 @@ impl Default for Config {
             render: RenderConfig::default(),
             auth: AuthConfig::default(),
             official: OfficialConfig::default(),
+            billing: BillingConfig::default(),
             acedata: AceDataConfig::default(),
             callbacks: CallbacksConfig::default(),
             channels: Vec::new(),
@@ -234,6 +236,30 @@ impl QueueConfig {
 pub struct RenderConfig {
     /// Threads of the local render engine; 0 means one per core.
     pub threads: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// A price table replacing the built-in `config/prices.toml`; empty: built in.
+    pub prices_file: String,
+}
+
+impl BillingConfig {
+    /// The price table this configuration names.
+    pub fn prices(&self) -> Result<crate::billing::prices::PriceTable, Error> {
+        let text = if self.prices_file.is_empty() {
+            crate::billing::prices::DEFAULT_PRICES.to_owned()
+        } else {
+            std::fs::read_to_string(&self.prices_file).map_err(|e| {
+                config_error(format!(
+                    "cannot read billing.prices_file {}: {e}",
+                    self.prices_file
+                ))
+            })?
+        };
+        crate::billing::prices::PriceTable::parse(&text).map_err(config_error)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
@@ -485,6 +511,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), Error> {
         self.official.capabilities()?;
+        self.billing.prices()?;
         let mut names = std::collections::BTreeSet::new();
         for channel in &self.channels {
             if channel.name.is_empty() || channel.name == LOCAL_CHANNEL {
@@ -923,5 +950,21 @@ mod tests {
         };
         assert!(missing.capabilities().is_err());
         assert!(OfficialConfig::default().capabilities().is_ok());
+    }
+
+    #[test]
+    fn a_replacement_price_table_is_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("prices.toml");
+        std::fs::write(&path, "[[rule]]\nmodels = [\"*\"]\nstd = \"1.2345\"\n").expect("write");
+        let config = BillingConfig {
+            prices_file: path.display().to_string(),
+        };
+        let e = config.prices().expect_err("four places");
+        assert_eq!(e.code(), ErrorCode::Config);
+        assert!(e.message().contains("1.2345"), "{e}");
+        std::fs::write(&path, "[[rule]]\nmodels = [\"*\"]\nstd = \"1.25\"\n").expect("write");
+        assert!(config.prices().is_ok());
+        assert!(BillingConfig::default().prices().is_ok());
     }
 }

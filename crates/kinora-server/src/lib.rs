@@ -3,6 +3,7 @@
 pub mod access_keys;
 pub mod acedata;
 pub mod auth;
+pub mod billing;
 pub mod callbacks;
 pub mod channels;
 pub mod config;
@@ -51,6 +52,8 @@ pub struct Services {
     pub secrets: access_keys::SecretBox,
     /// What each upstream model offers (the official dialect's capability table).
     pub capabilities: official::capabilities::CapabilityTable,
+    /// What a task costs.
+    pub prices: billing::prices::PriceTable,
     pub clock: Arc<dyn Clock>,
     /// Wakes requests that wait for a task to end.
     pub task_events: Arc<task_events::TaskEvents>,
@@ -81,6 +84,7 @@ impl Services {
         let upstream_receiver =
             upstream_push::UpstreamReceiver::load(&*store, config.server.public_base()).await?;
         let capabilities = config.official.capabilities()?;
+        let prices = config.billing.prices()?;
         elements::install_presets(&*store, &storage).await?;
         Ok(Arc::new(Self {
             config,
@@ -91,6 +95,7 @@ impl Services {
             files,
             secrets,
             capabilities,
+            prices,
             clock,
             task_events: Arc::default(),
             stopping: CancellationToken::new(),
