@@ -39,6 +39,18 @@ fn channel(name: &str, mock: &MockKling) -> ChannelConfig {
     }
 }
 
+/// A server with `channels`, `model` routed to `route`, and quick job retries.
+async fn serve_routed(channels: Vec<ChannelConfig>, model: &str, route: &[&str]) -> Server {
+    let model = model.to_owned();
+    let route: Vec<String> = route.iter().map(|c| (*c).to_owned()).collect();
+    serve_with(move |config| {
+        config.queue.retry_base_ms = 50;
+        config.channels = channels;
+        config.routes.insert(model, route);
+    })
+    .await
+}
+
 /// Polls the unified API until the task ends (or a minute passes).
 async fn until_done(server: &Server, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -156,21 +168,12 @@ async fn a_failing_channel_hands_the_task_to_the_next_one() {
     .await;
     let healthy = start_mock(Faults::default(), Duration::from_millis(300)).await;
     let (a, b) = (channel("a", &broken), channel("b", &healthy));
-    let server = serve_with(move |config| {
-        config.queue.retry_base_ms = 50;
-        config.channels = vec![
-            ChannelConfig {
-                priority: 10,
-                failover_after_attempts: 2,
-                ..a
-            },
-            b,
-        ];
-        config
-            .routes
-            .insert("kling-v2-6".into(), vec!["b".into(), "a".into()]);
-    })
-    .await;
+    let a = ChannelConfig {
+        priority: 10,
+        failover_after_attempts: 2,
+        ..a
+    };
+    let server = serve_routed(vec![a, b], "kling-v2-6", &["b", "a"]).await;
     let (id, task_id) = submit(&server, "fails over").await;
     let done = until_done(&server, &id).await;
     assert_eq!(done["status"], "completed", "{done}");
@@ -195,14 +198,7 @@ async fn an_ambiguous_create_is_adopted_on_retry_not_paid_twice() {
     )
     .await;
     let only = channel("only", &mock);
-    let server = serve_with(move |config| {
-        config.queue.retry_base_ms = 50;
-        config.channels = vec![only];
-        config
-            .routes
-            .insert("kling-v2-6".into(), vec!["only".into()]);
-    })
-    .await;
+    let server = serve_routed(vec![only], "kling-v2-6", &["only"]).await;
     let (id, task_id) = submit(&server, "ambiguous").await;
     let done = until_done(&server, &id).await;
     assert_eq!(done["status"], "completed", "{done}");
@@ -226,13 +222,8 @@ async fn an_account_that_cannot_pay_disables_its_channel_until_enabled() {
     .await;
     let healthy = start_mock(Faults::default(), Duration::from_millis(300)).await;
     let (a, b) = (channel("a", &broke), channel("b", &healthy));
-    let server = serve_with(move |config| {
-        config.channels = vec![ChannelConfig { priority: 10, ..a }, b];
-        config
-            .routes
-            .insert("kling-v2-6".into(), vec!["a".into(), "b".into()]);
-    })
-    .await;
+    let a = ChannelConfig { priority: 10, ..a };
+    let server = serve_routed(vec![a, b], "kling-v2-6", &["a", "b"]).await;
     let (first, first_id) = submit(&server, "first").await;
     assert_eq!(until_done(&server, &first).await["status"], "completed");
     assert_eq!(channel_of(&server, first_id).await.as_deref(), Some("b"));
@@ -294,16 +285,11 @@ async fn a_full_channel_makes_tasks_wait_their_turn() {
     )
     .await;
     let limited = channel("limited", &mock);
-    let server = serve_with(move |config| {
-        config.channels = vec![ChannelConfig {
-            max_in_flight: 2,
-            ..limited
-        }];
-        config
-            .routes
-            .insert("kling-v2-6".into(), vec!["limited".into()]);
-    })
-    .await;
+    let limited = ChannelConfig {
+        max_in_flight: 2,
+        ..limited
+    };
+    let server = serve_routed(vec![limited], "kling-v2-6", &["limited"]).await;
     let mut ids = Vec::new();
     for n in 0..5 {
         ids.push(submit(&server, &format!("task {n}")).await.0);
@@ -338,16 +324,11 @@ async fn a_full_channel_makes_tasks_wait_their_turn() {
 async fn upstream_pushes_finish_tasks_without_polling() {
     let mock = start_mock(Faults::default(), Duration::from_millis(800)).await;
     let pushing = channel("pushing", &mock);
-    let server = serve_with(move |config| {
-        config.channels = vec![ChannelConfig {
-            send_callbacks: true,
-            ..pushing
-        }];
-        config
-            .routes
-            .insert("kling-v2-6".into(), vec!["pushing".into()]);
-    })
-    .await;
+    let pushing = ChannelConfig {
+        send_callbacks: true,
+        ..pushing
+    };
+    let server = serve_routed(vec![pushing], "kling-v2-6", &["pushing"]).await;
     let started = Instant::now();
     let (id, task_id) = submit(&server, "pushed").await;
     let done = until_done(&server, &id).await;
@@ -499,15 +480,9 @@ async fn a_restart_after_an_unrecorded_submit_adopts_the_upstream_task() {
 async fn an_extension_runs_on_the_channel_that_made_its_source() {
     let mock = start_mock(Faults::default(), Duration::from_millis(300)).await;
     let kling = channel("kling", &mock);
-    let server = serve_with(move |config| {
-        config.channels = vec![kling];
-        // The source model runs upstream; extensions are routed locally by default, yet must
-        // follow their source.
-        config
-            .routes
-            .insert("kling-v1-6".into(), vec!["kling".into()]);
-    })
-    .await;
+    // The source model runs upstream; extensions are routed locally by default, yet must
+    // follow their source.
+    let server = serve_routed(vec![kling], "kling-v1-6", &["kling"]).await;
     let finished = |id: String| {
         let server = &server;
         async move {

@@ -6,46 +6,15 @@
 //! `cargo bench -p kinora --bench blocking_wait` (`KINORA_BENCH_REQUESTS` changes the count).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_kinora");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(18_080)
-}
-
-/// Resident set size of a process, in kB.
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod support;
+use support::{free_port, status_kb, Server};
 
 fn start(dir: &Path, port: u16) -> Server {
-    let config = dir.join("kinora.toml");
-    let text = format!(
+    let config = format!(
         r#"data_dir = "{data}"
 [server]
 listen = "127.0.0.1:{port}"
@@ -58,34 +27,11 @@ poll_interval_ms = 1000
 "#,
         data = dir.join("data").display()
     );
-    if let Err(e) = std::fs::write(&config, text) {
-        panic!("cannot write the config: {e}");
-    }
-    let log = match std::fs::File::create(dir.join("kinora.log")) {
-        Ok(f) => f,
-        Err(e) => panic!("cannot create the log: {e}"),
-    };
-    let child = Command::new(BIN)
-        .args(["serve", "--config", &config.display().to_string()])
-        .env("RUST_LOG", "warn,kinora_server=info")
-        // KINORA_* variables configure the server; the bench's own are not for it.
-        .env_remove("KINORA_BENCH_TASKS")
-        .env_remove("KINORA_BENCH_REQUESTS")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap_or_else(|e| panic!("log: {e}")))
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-    Server(child)
+    support::start(dir, &config, "warn,kinora_server=info")
 }
 
-fn printed_key(dir: &Path) -> Option<String> {
-    std::fs::read_to_string(dir.join("kinora.log"))
-        .ok()?
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("kin_") && !l.contains(' '))
-        .map(str::to_owned)
+fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
 }
 
 #[tokio::main]
@@ -104,19 +50,7 @@ async fn main() {
         .timeout(Duration::from_secs(900))
         .build()
         .unwrap_or_else(|e| panic!("client: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .ok()
-        != Some(true)
-    {
-        assert!(Instant::now() < deadline, "kinora never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let key = printed_key(dir.path()).unwrap_or_else(|| panic!("no bootstrap key in the log"));
+    let key = support::ready(&client, &base, dir.path()).await;
     let body = |n: usize| {
         json!({"action": "text2video", "model": "kling-v1", "prompt": format!("waiting request {n}")}).to_string()
     };

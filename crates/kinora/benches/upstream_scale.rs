@@ -12,7 +12,7 @@
 //! its default SQLite file).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,31 +23,12 @@ use kinora_store::StoreOptions;
 use kinora_testkit::{MockConfig, MockKling};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_kinora");
+mod support;
+use support::{free_port, status_kb, Server};
+
 const LAG_BUDGET: Duration = Duration::from_secs(5);
 const CPU_BUDGET_CORES: f64 = 1.0;
 const RSS_BUDGET_MB: f64 = 300.0;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(18_081)
-}
-
-/// A field of /proc/PID/status, in kB.
-fn status_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// User plus system CPU time of a process, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -66,19 +47,9 @@ fn cpu_seconds(pid: u32) -> f64 {
     (field(14).unwrap_or(0.0) + field(15).unwrap_or(0.0)) / ticks_per_second
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start(dir: &Path, port: u16, mock: &MockKling, database: &str) -> Server {
-    let config = dir.join("kinora.toml");
     let defaults = MockConfig::default();
-    let text = format!(
+    let config = format!(
         r#"data_dir = "{data}"
 [database]
 url = "{database}"
@@ -102,33 +73,7 @@ send_callbacks = true
         ak = defaults.access_key,
         sk = defaults.secret_key,
     );
-    if let Err(e) = std::fs::write(&config, text) {
-        panic!("cannot write the config: {e}");
-    }
-    let log = std::fs::File::create(dir.join("kinora.log"))
-        .unwrap_or_else(|e| panic!("cannot create the log: {e}"));
-    let child = Command::new(BIN)
-        .args(["serve", "--config", &config.display().to_string()])
-        .env("RUST_LOG", "warn")
-        // KINORA_* variables configure the server; the bench's own are not for it.
-        .env_remove("KINORA_BENCH_TASKS")
-        .env_remove("KINORA_BENCH_REQUESTS")
-        .env_remove("KINORA_BENCH_DATABASE_URL")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap_or_else(|e| panic!("log: {e}")))
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-    Server(child)
-}
-
-fn printed_key(dir: &Path) -> Option<String> {
-    std::fs::read_to_string(dir.join("kinora.log"))
-        .ok()?
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("kin_") && !l.contains(' '))
-        .map(str::to_owned)
+    support::start(dir, &config, "warn")
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
@@ -173,23 +118,7 @@ async fn main() {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap_or_else(|e| panic!("client: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .ok()
-        != Some(true)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "kinora never became ready: {}",
-            std::fs::read_to_string(dir.path().join("kinora.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let key = printed_key(dir.path()).unwrap_or_else(|| panic!("no bootstrap key in the log"));
+    let key = support::ready(&client, &base, dir.path()).await;
     let idle_rss_kb = status_kb(pid, "VmRSS:");
     let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
