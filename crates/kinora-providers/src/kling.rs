@@ -673,6 +673,10 @@ impl Provider for KlingProvider {
         progress
     }
 
+    fn takes_pushes(&self) -> bool {
+        self.channel.send_callbacks
+    }
+
     fn next_poll_delay(&self, _task: &Task, age: Duration) -> Duration {
         let followed = self
             .followed

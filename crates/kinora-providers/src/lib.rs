@@ -107,6 +107,12 @@ pub trait Provider: Send + Sync + 'static {
         false
     }
 
+    /// Whether the provider's upstream pushes task changes to kinora's receiver, so a poll
+    /// should look for a pushed task object first.
+    fn takes_pushes(&self) -> bool {
+        false
+    }
+
     /// How long to wait before the next poll of a task submitted `age` ago: young tasks are
     /// polled often, old ones less (a quarter of the age, between 2 and 30 s).
     fn next_poll_delay(&self, _task: &Task, age: Duration) -> Duration {

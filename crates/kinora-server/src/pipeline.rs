@@ -470,7 +470,10 @@ impl JobHandler for PollTask {
         }
         let mut context = p.context(cx, &task);
         context.attempt = job.attempts.max(1);
-        context.pushed = p.store.take_upstream_push(task.id).await?;
+        // Only a channel whose upstream pushes can have left something (no write otherwise).
+        if provider.takes_pushes() {
+            context.pushed = p.store.take_upstream_push(task.id).await?;
+        }
         match provider.poll(&task, &context).await {
             Ok(Progress::Pending) => {
                 Ok(JobOutcome::RunAgainAfter(p.next_poll_delay(&task, channel)))
