@@ -12,6 +12,10 @@ pub enum ErrorCode {
     StaleTransition,
     /// A job lease is no longer held by the caller (expired and claimed by another worker).
     LeaseLost,
+    /// The key already has as many unfinished tasks as its app allows.
+    ConcurrencyLimit,
+    /// The purses that may pay for a task hold less than its price.
+    InsufficientBalance,
     Unavailable,
     Storage,
     Database,
@@ -27,6 +31,8 @@ impl ErrorCode {
             Self::DuplicateExternalTaskId => "duplicate_external_task_id",
             Self::StaleTransition => "stale_transition",
             Self::LeaseLost => "lease_lost",
+            Self::ConcurrencyLimit => "concurrency_limit_exceeded",
+            Self::InsufficientBalance => "insufficient_balance",
             Self::Unavailable => "unavailable",
             Self::Storage => "storage_error",
             Self::Database => "database_error",
@@ -39,6 +45,8 @@ impl ErrorCode {
         match self {
             Self::InvalidInput | Self::Config => 400,
             Self::NotFound => 404,
+            Self::InsufficientBalance => 402,
+            Self::ConcurrencyLimit => 429,
             Self::DuplicateExternalTaskId | Self::StaleTransition | Self::LeaseLost => 409,
             Self::Unavailable | Self::Database | Self::Storage => 503,
             Self::Internal => 500,

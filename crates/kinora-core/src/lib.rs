@@ -1,5 +1,6 @@
 //! Canonical kinora types shared by every layer. Nothing here performs I/O.
 
+pub mod billing;
 pub mod error;
 pub mod ids;
 pub mod job;

@@ -207,4 +207,7 @@ pub struct Task {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub submission: Option<Submission>,
+    /// What the task cost, in minor units, once it ended on a metered account: the captured
+    /// price when it succeeded, 0 when it did not. `None` while it runs or when not metered.
+    pub charged: Option<i64>,
 }

@@ -62,6 +62,7 @@ fn task(prompt: &str) -> Task {
         started_at: None,
         finished_at: None,
         submission: None,
+        charged: None,
     }
 }
 

@@ -166,6 +166,7 @@ pub async fn issue_pair(
     store: &dyn Store,
     secrets: &SecretBox,
     account: AccountId,
+    app: Option<uuid::Uuid>,
     name: &str,
 ) -> Result<IssuedPair, Error> {
     let access_key = random_text("ak_", ACCESS_KEY_CHARS);
@@ -177,6 +178,7 @@ pub async fn issue_pair(
                 name: name.to_owned(),
                 secret_ciphertext: secrets.seal(&access_key, &secret_key)?,
                 access_key,
+                app_id: app,
             },
         )
         .await?;

@@ -49,12 +49,13 @@ pub fn hash_secret(secret: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn new_key(name: &str) -> (String, NewApiKey) {
+fn new_key(name: &str, app: Option<uuid::Uuid>) -> (String, NewApiKey) {
     let secret = generate_secret();
     let key = NewApiKey {
         name: name.to_owned(),
         prefix: secret.chars().take(SHOWN_PREFIX_CHARS).collect(),
         secret_hash: hash_secret(&secret),
+        app_id: app,
     };
     (secret, key)
 }
@@ -62,7 +63,7 @@ fn new_key(name: &str) -> (String, NewApiKey) {
 /// On a database no process has bootstrapped yet, creates the `default` account with its
 /// first key and returns the key (to be shown once); otherwise `None`.
 pub async fn bootstrap(store: &dyn Store) -> Result<Option<IssuedKey>, Error> {
-    let (secret, key) = new_key("bootstrap");
+    let (secret, key) = new_key("bootstrap", None);
     Ok(store
         .bootstrap(BOOTSTRAP_ACCOUNT, key)
         .await?
@@ -70,10 +71,12 @@ pub async fn bootstrap(store: &dyn Store) -> Result<Option<IssuedKey>, Error> {
 }
 
 /// Issues a key for `account`, or for the bootstrap account when none is named (bootstrapping
-/// the database first if no start has done so yet).
+/// the database first if no start has done so yet). A key of `app` spends that app's balance
+/// under its limits; the app must belong to the account.
 pub async fn issue_key(
     store: &dyn Store,
     account: Option<AccountId>,
+    app: Option<uuid::Uuid>,
     name: &str,
 ) -> Result<IssuedKey, Error> {
     let account = match account {
@@ -86,7 +89,7 @@ pub async fn issue_key(
         }
         None => default_account(store).await?,
     };
-    let (secret, key) = new_key(name);
+    let (secret, key) = new_key(name, app);
     let key = store.create_api_key(account, key).await?;
     Ok(IssuedKey { secret, key })
 }
@@ -130,7 +133,10 @@ pub enum AuthFailure {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub account: AccountId,
+    /// The API key's or access key's id.
     pub key_id: uuid::Uuid,
+    /// The key's app, whose balance and limits apply; `None`: the general balance.
+    pub app: Option<uuid::Uuid>,
 }
 
 /// The token of an `Authorization: Bearer <token>` header: the scheme word in any case,
@@ -171,6 +177,7 @@ pub async fn authenticate(
                 .map(|key| Caller {
                     account: key.account_id,
                     key_id: key.id,
+                    app: key.app_id,
                 }),
         );
     }
@@ -206,6 +213,7 @@ async fn api_key_caller(
         Some(key) => Ok(Caller {
             account: key.account_id,
             key_id: key.id,
+            app: key.app_id,
         }),
         None => Err(AuthFailure::UnknownKey),
     })

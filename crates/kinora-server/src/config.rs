@@ -37,6 +37,10 @@ pub struct Config {
     pub official: OfficialConfig,
     pub acedata: AceDataConfig,
     pub billing: BillingConfig,
+    /// Per-key limits for keys whose app sets none.
+    pub limits: LimitsConfig,
+    /// The operators' HTTP API.
+    pub admin: AdminConfig,
     pub callbacks: CallbacksConfig,
     /// Upstream accounts besides the built-in `local` engine.
     pub channels: Vec<ChannelConfig>,
@@ -61,6 +65,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             official: OfficialConfig::default(),
             billing: BillingConfig::default(),
+            limits: LimitsConfig::default(),
+            admin: AdminConfig::default(),
             acedata: AceDataConfig::default(),
             callbacks: CallbacksConfig::default(),
             channels: Vec::new(),
@@ -261,6 +267,34 @@ impl BillingConfig {
         crate::billing::prices::PriceTable::parse(&text).map_err(config_error)
     }
 }
+
+/// Limits on each key, for keys whose app does not set its own; 0 is no limit.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Video submits per second per key (bursts up to this many).
+    pub submits_per_second: u32,
+    /// Unfinished tasks per key.
+    pub max_in_flight: u32,
+}
+
+/// The operators' HTTP API under `/kinora/admin/v1`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// The bearer token the admin API requires; empty turns the admin API off (404).
+    pub token: String,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = if self.token.is_empty() { "" } else { "<redacted>" };
+        f.debug_struct("AdminConfig").field("token", &token).finish()
+    }
+}
+
+/// Admin tokens shorter than this are refused at start: the token guards every account.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -512,6 +546,12 @@ impl Config {
     fn validate(&self) -> Result<(), Error> {
         self.official.capabilities()?;
         self.billing.prices()?;
+        let token = &self.admin.token;
+        if !token.is_empty() && token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            return Err(config_error(format!(
+                "admin.token must be at least {MIN_ADMIN_TOKEN_CHARS} characters (or empty to turn the admin API off)"
+            )));
+        }
         let mut names = std::collections::BTreeSet::new();
         for channel in &self.channels {
             if channel.name.is_empty() || channel.name == LOCAL_CHANNEL {

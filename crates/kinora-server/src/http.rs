@@ -27,6 +27,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .merge(crate::files::routes())
         .merge(crate::upstream_push::routes())
         .merge(crate::channels::routes())
+        .merge(crate::admin::http::routes())
         .layer(axum::middleware::from_fn(with_request_id))
         .with_state(services)
 }
@@ -107,4 +108,13 @@ async fn readyz(State(services): State<Arc<Services>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// Adds `Retry-After` (whole seconds) to a refusal that tells the client to come back.
+pub fn set_retry_after(response: &mut Response, seconds: Option<u64>) {
+    if let Some(seconds) = seconds {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, seconds.into());
+    }
 }

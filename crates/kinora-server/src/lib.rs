@@ -2,6 +2,7 @@
 
 pub mod access_keys;
 pub mod acedata;
+pub mod admin;
 pub mod auth;
 pub mod billing;
 pub mod callbacks;
@@ -54,6 +55,8 @@ pub struct Services {
     pub capabilities: official::capabilities::CapabilityTable,
     /// What a task costs.
     pub prices: billing::prices::PriceTable,
+    /// Each key's recent submits, for its submits-per-second limit.
+    pub submit_rate: billing::admission::SubmitRate,
     pub clock: Arc<dyn Clock>,
     /// Wakes requests that wait for a task to end.
     pub task_events: Arc<task_events::TaskEvents>,
@@ -96,11 +99,29 @@ impl Services {
             secrets,
             capabilities,
             prices,
+            submit_rate: Default::default(),
             clock,
             task_events: Arc::default(),
             stopping: CancellationToken::new(),
             upstream_receiver,
         }))
+    }
+
+    /// The first check of a video submit after authentication: the key's request rate. The
+    /// permit says whether the task is paid for and under which in-flight limit.
+    pub async fn open_submit(
+        &self,
+        caller: auth::Caller,
+    ) -> Result<Result<billing::admission::SubmitPermit, billing::admission::SubmitRefusal>, Error>
+    {
+        let terms = self.store.submit_terms(caller.account, caller.app).await?;
+        Ok(billing::admission::check_rate(
+            &self.submit_rate,
+            caller,
+            terms,
+            &self.config.limits,
+            self.clock.now_ms(),
+        ))
     }
 
     /// The caller a request's `Authorization` header names (see [`auth::authenticate`]).

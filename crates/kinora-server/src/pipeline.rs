@@ -485,7 +485,8 @@ impl JobHandler for PollTask {
                 Ok(JobOutcome::RunAgainAfter(p.next_poll_delay(&task, channel)))
             }
             Ok(Progress::Succeeded { result }) => {
-                p.transition(&task, TaskTransition::Succeeded { result })
+                let billed_ms = crate::billing::admission::billed_output_ms(task.kind, &result);
+                p.transition(&task, TaskTransition::Succeeded { result, billed_ms })
                     .await?;
                 info!(task = %task.id, "task succeeded");
                 Ok(JobOutcome::Done)

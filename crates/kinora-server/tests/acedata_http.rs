@@ -103,6 +103,7 @@ async fn errors_have_the_dialects_codes_and_statuses() {
         &*server.services.store,
         &server.services.secrets,
         account,
+        None,
         "ace",
     )
     .await

@@ -72,6 +72,7 @@ fn task(state: TaskState) -> Task {
         started_at: Some(created + 2_000),
         finished_at: state.is_terminal().then_some(created + 180_000),
         submission: None,
+        charged: None,
     }
 }
 

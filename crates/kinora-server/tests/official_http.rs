@@ -26,7 +26,7 @@ async fn access_key_jwts_are_checked_with_the_official_codes() {
         .expect("store")
         .expect("account")
         .id;
-    let pair = issue_pair(store, &server.services.secrets, account, "ci")
+    let pair = issue_pair(store, &server.services.secrets, account, None, "ci")
         .await
         .expect("pair");
     let ak = pair.key.access_key.clone();

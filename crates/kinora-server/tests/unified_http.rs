@@ -212,7 +212,7 @@ async fn a_created_task_is_pending_then_rendered() {
         .create_account("b")
         .await
         .expect("account b");
-    let other_key = auth::issue_key(&*server.services.store, Some(other.id), "b")
+    let other_key = auth::issue_key(&*server.services.store, Some(other.id), None, "b")
         .await
         .expect("key")
         .secret;
@@ -481,7 +481,7 @@ async fn elements_are_created_listed_used_and_deleted() {
         .create_account("b")
         .await
         .expect("account b");
-    let other_key = auth::issue_key(&*server.services.store, Some(other.id), "b")
+    let other_key = auth::issue_key(&*server.services.store, Some(other.id), None, "b")
         .await
         .expect("key")
         .secret;

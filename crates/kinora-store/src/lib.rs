@@ -74,6 +74,9 @@ pub struct Account {
     pub id: AccountId,
     pub name: String,
     pub created_at: i64,
+    /// Whether its tasks are priced and paid for. Off for the bootstrap account until an
+    /// operator turns it on or credits the account.
+    pub metered: bool,
 }
 
 /// An API key as stored: everything but the secret, of which only the SHA-256 is kept.
@@ -84,6 +87,8 @@ pub struct ApiKey {
     pub name: String,
     /// The first characters of the secret, enough for an operator to recognise it.
     pub prefix: String,
+    /// The app whose balance and limits its tasks use; `None`: the account's general balance.
+    pub app_id: Option<uuid::Uuid>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
 }
@@ -99,6 +104,8 @@ pub struct AccessKey {
     pub access_key: String,
     #[serde(skip)]
     pub secret_ciphertext: String,
+    /// The app whose balance and limits its tasks use; `None`: the account's general balance.
+    pub app_id: Option<uuid::Uuid>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
 }
@@ -109,6 +116,7 @@ pub struct NewAccessKey {
     pub name: String,
     pub access_key: String,
     pub secret_ciphertext: String,
+    pub app_id: Option<uuid::Uuid>,
 }
 
 /// A key to store: `secret_hash` is the lowercase hex SHA-256 of the secret.
@@ -117,6 +125,7 @@ pub struct NewApiKey {
     pub name: String,
     pub prefix: String,
     pub secret_hash: String,
+    pub app_id: Option<uuid::Uuid>,
 }
 
 /// An element: a reusable subject. `account_id` is `None` for the built-in presets.
@@ -221,7 +230,49 @@ pub struct App {
     pub name: String,
     pub balance: i64,
     pub allow_general_balance: bool,
+    #[serde(flatten)]
+    pub limits: KeyLimits,
     pub created_at: i64,
+}
+
+/// Limits an app sets for each of its keys; `None` takes the server's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KeyLimits {
+    /// Video submits a key may make per second.
+    pub submits_per_second: Option<u32>,
+    /// Unfinished tasks a key may have at once.
+    pub max_in_flight: Option<u32>,
+}
+
+/// What a submit on a key is subject to, read before the request is parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubmitTerms {
+    pub metered: bool,
+    /// The key's app's limits (all `None` for a key without an app).
+    pub limits: KeyLimits,
+}
+
+/// The conditions a new task is admitted under, checked in the transaction that creates it
+/// (after the `external_task_id` check, in the order the dialects' specs give).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// The key that submits it (an API key's or an access key's id).
+    pub key_id: Option<uuid::Uuid>,
+    /// Unfinished tasks the key may have, this one included: more is `ConcurrencyLimit`.
+    pub max_in_flight: Option<u32>,
+    /// The price to hold; `None` for an unmetered account. Too little money is
+    /// `InsufficientBalance`, and nothing is created.
+    pub charge: Option<PriceHold>,
+}
+
+/// A task's price, held from a purse when the task is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PriceHold {
+    pub purse: Purse,
+    /// The rate the price was computed at; the capture prices the actual output with it.
+    pub per_second: i64,
+    /// What is held: the rate times the expected output length, rounded up.
+    pub price: i64,
 }
 
 /// Which balance of an account: its general balance or one app's.
@@ -509,9 +560,15 @@ pub enum TaskTransition {
     },
     /// queued | submitted → running.
     Running,
-    /// submitted | running → succeeded; outputs are already in object storage.
-    Succeeded { result: serde_json::Value },
-    /// any unfinished state → failed.
+    /// submitted | running → succeeded; outputs are already in object storage. A held charge
+    /// is captured in the same transaction: `billed_ms` of output at the held rate (at most
+    /// the hold), or the whole hold when `None`.
+    Succeeded {
+        result: serde_json::Value,
+        billed_ms: Option<u64>,
+    },
+    /// any unfinished state → failed; a held charge is released in full in the same
+    /// transaction (so is a canceled task's).
     Failed {
         class: FailureClass,
         message: String,
@@ -547,8 +604,17 @@ pub trait Store: Send + Sync + 'static {
     /// on PostgreSQL also after enqueues by any other process (LISTEN/NOTIFY).
     fn job_wakeups(&self) -> Arc<Notify>;
 
+    /// A new account, unmetered (operators' commands meter the accounts they create).
     async fn create_account(&self, name: &str) -> Result<Account>;
     async fn get_account(&self, id: AccountId) -> Result<Option<Account>>;
+    /// Every account, oldest first.
+    async fn list_accounts(&self) -> Result<Vec<Account>>;
+    /// Turns metering on or off; false when there is no such account.
+    async fn set_metering(&self, account: AccountId, metered: bool) -> Result<bool>;
+    /// What a submit by a key of `app` (or of no app) on `account` is subject to; `not_found`
+    /// when the account does not exist.
+    async fn submit_terms(&self, account: AccountId, app: Option<uuid::Uuid>)
+        -> Result<SubmitTerms>;
 
     /// On a database that was never bootstrapped, creates the first account and its first key
     /// in one transaction and returns them; otherwise (already bootstrapped, by this process
@@ -656,7 +722,19 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts the task (state queued) and its first job, of kind `first_job` and naming the
     /// task, in one transaction. A reused `external_task_id` within the account fails with
     /// `DuplicateExternalTaskId`.
-    async fn create_task(&self, task: NewTask, first_job: JobKind) -> Result<(Task, JobId)>;
+    async fn create_task(&self, task: NewTask, first_job: JobKind) -> Result<(Task, JobId)> {
+        self.admit_task(task, first_job, Admission::default()).await
+    }
+
+    /// `create_task` under `admission`, in one transaction: the external id check, then the
+    /// key's in-flight limit (`ConcurrencyLimit`), then the hold (`InsufficientBalance`).
+    /// Concurrent admissions on one account are serialised, so neither limit can be overrun.
+    async fn admit_task(
+        &self,
+        task: NewTask,
+        first_job: JobKind,
+        admission: Admission,
+    ) -> Result<(Task, JobId)>;
 
     /// Reads a task within its account; another account's task is `None`.
     async fn get_task(&self, account: AccountId, id: TaskId) -> Result<Option<Task>>;
@@ -702,12 +780,16 @@ pub trait Store: Send + Sync + 'static {
     /// The account's apps, oldest first.
     async fn list_apps(&self, account: AccountId) -> Result<Vec<App>>;
 
+    /// Sets an app's per-key limits; false when the account has no such app.
+    async fn set_app_limits(&self, account: AccountId, app: uuid::Uuid, limits: KeyLimits)
+        -> Result<bool>;
+
     /// The account's general balance (0 when nothing was ever credited).
     async fn general_balance(&self, account: AccountId) -> Result<i64>;
 
     /// Adds `amount` (negative: takes it away) to a purse with a ledger entry; returns the new
     /// balance. A balance never goes below zero (`invalid` otherwise); another account's app
-    /// is `not_found`.
+    /// is `not_found`. A positive credit turns metering on for the account.
     async fn credit(
         &self,
         account: AccountId,

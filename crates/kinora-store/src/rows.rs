@@ -12,6 +12,7 @@ pub(crate) struct AccountRow {
     pub id: String,
     pub name: String,
     pub created_at: i64,
+    pub metered: i64,
 }
 
 impl AccountRow {
@@ -20,6 +21,7 @@ impl AccountRow {
             id: AccountId::from_uuid(uuid(&self.id)?),
             name: self.name,
             created_at: self.created_at,
+            metered: self.metered != 0,
         })
     }
 }
@@ -30,6 +32,7 @@ pub(crate) struct ApiKeyRow {
     pub account_id: String,
     pub name: String,
     pub prefix: String,
+    pub app_id: Option<String>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
 }
@@ -41,6 +44,7 @@ impl ApiKeyRow {
             account_id: AccountId::from_uuid(uuid(&self.account_id)?),
             name: self.name,
             prefix: self.prefix,
+            app_id: self.app_id.as_deref().map(uuid).transpose()?,
             created_at: self.created_at,
             revoked_at: self.revoked_at,
         })
@@ -54,6 +58,7 @@ pub(crate) struct AccessKeyRow {
     pub name: String,
     pub access_key: String,
     pub secret_ciphertext: String,
+    pub app_id: Option<String>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
 }
@@ -66,6 +71,7 @@ impl AccessKeyRow {
             name: self.name,
             access_key: self.access_key,
             secret_ciphertext: self.secret_ciphertext,
+            app_id: self.app_id.as_deref().map(uuid).transpose()?,
             created_at: self.created_at,
             revoked_at: self.revoked_at,
         })
@@ -159,6 +165,7 @@ pub(crate) struct TaskRow {
     pub finished_at: Option<i64>,
     pub trace_id: Option<String>,
     pub submitted_body: Option<String>,
+    pub charged: Option<i64>,
 }
 
 impl TaskRow {
@@ -194,6 +201,7 @@ impl TaskRow {
                 }),
                 _ => None,
             },
+            charged: self.charged,
         })
     }
 }

@@ -5,7 +5,7 @@ macro_rules! task_columns {
     () => {
         "id, account_id, dialect, kind, model, state, request, external_task_id, callback_url, \
          channel, upstream_task_id, result, failure_class, failure_message, created_at, \
-         updated_at, submitted_at, started_at, finished_at, trace_id, submitted_body"
+         updated_at, submitted_at, started_at, finished_at, trace_id, submitted_body, charged"
     };
 }
 
@@ -18,13 +18,13 @@ macro_rules! job_columns {
 
 macro_rules! api_key_columns {
     () => {
-        "id, account_id, name, prefix, created_at, revoked_at"
+        "id, account_id, name, prefix, app_id, created_at, revoked_at"
     };
 }
 
 macro_rules! access_key_columns {
     () => {
-        "id, account_id, name, access_key, secret_ciphertext, created_at, revoked_at"
+        "id, account_id, name, access_key, secret_ciphertext, app_id, created_at, revoked_at"
     };
 }
 
@@ -54,6 +54,32 @@ pub(crate) struct Movement<'a> {
     pub kind: &'a str,
     pub amount: i64,
     pub note: &'a str,
+}
+
+/// How a held charge ends.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Settlement {
+    /// Keep this amount (at most the hold).
+    Capture(i64),
+    /// Keep the price of this much output at the held rate (at most the hold); the whole hold
+    /// when `None`.
+    CaptureOutput(Option<u64>),
+    /// Give everything back.
+    Release,
+}
+
+impl Settlement {
+    /// What is kept of `held`, which was priced at `per_second`.
+    pub fn captured(self, held: i64, per_second: i64) -> i64 {
+        match self {
+            Self::Capture(actual) => actual.clamp(0, held),
+            Self::CaptureOutput(Some(ms)) => {
+                kinora_core::billing::price_for_duration(per_second, ms).map_or(held, |p| p.clamp(0, held))
+            }
+            Self::CaptureOutput(None) => held,
+            Self::Release => 0,
+        }
+    }
 }
 
 /// Marks a leased job done; binds (now, id, owner).
@@ -98,17 +124,18 @@ macro_rules! impl_store {
                 E: sqlx::Executor<'e, Database = $db>,
             {
                 let id = uuid::Uuid::now_v7();
-                let inserted = sqlx::query("INSERT INTO api_keys (id, account_id, name, prefix, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                let inserted = sqlx::query("INSERT INTO api_keys (id, account_id, name, prefix, secret_hash, app_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                     .bind(id.to_string())
                     .bind(account.to_string())
                     .bind(&key.name)
                     .bind(&key.prefix)
                     .bind(&key.secret_hash)
+                    .bind(key.app_id.map(|a| a.to_string()))
                     .bind(now)
                     .execute(exec)
                     .await;
                 match inserted {
-                    Ok(_) => Ok($crate::ApiKey { id, account_id: account, name: key.name.clone(), prefix: key.prefix.clone(), created_at: now, revoked_at: None }),
+                    Ok(_) => Ok($crate::ApiKey { id, account_id: account, name: key.name.clone(), prefix: key.prefix.clone(), app_id: key.app_id, created_at: now, revoked_at: None }),
                     Err(e) if $crate::error::is_unique_violation(&e) => Err(kinora_core::Error::internal("an API key with this secret already exists")),
                     Err(e) => Err($crate::error::db_error("create API key", e)),
                 }
@@ -190,35 +217,44 @@ macro_rules! impl_store {
                 }
             }
 
-            /// Ends a held charge: `captured` is kept, the rest goes back (general first).
-            async fn settle_charge(&self, task: kinora_core::TaskId, actual: Option<i64>) -> $crate::Result<bool> {
-                let now = self.clock.now_ms();
-                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
-                let row: Option<(String, Option<String>, i64, i64)> = sqlx::query_as("SELECT account_id, app_id, held_app, held_general FROM task_charges WHERE task_id = $1 AND state = 'held'")
+            /// Ends a task's charge inside the caller's transaction: what `settlement` keeps is
+            /// captured and the rest goes back (to the general balance first: it paid last).
+            /// Answers the charge's final captured amount, also when an earlier settlement
+            /// already ended it, and `None` when the task has no charge.
+            async fn settle_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                task: kinora_core::TaskId,
+                settlement: $crate::shared::Settlement,
+                now: i64,
+            ) -> $crate::Result<Option<i64>> {
+                let row: Option<(String, Option<String>, i64, i64, String, Option<i64>, i64)> = sqlx::query_as("SELECT account_id, app_id, held_app, held_general, state, captured, per_second FROM task_charges WHERE task_id = $1")
                     .bind(task.to_string())
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut **tx)
                     .await
                     .map_err(|e| $crate::error::db_error("read charge", e))?;
-                let Some((account, app, held_app, held_general)) = row else {
-                    return Ok(false);
+                let Some((account, app, held_app, held_general, state, captured, per_second)) = row else {
+                    return Ok(None);
                 };
+                if state != "held" {
+                    return Ok(Some(captured.unwrap_or(0)));
+                }
                 let account: kinora_core::AccountId = account.parse().map_err(|_| kinora_core::Error::internal(format!("charge of {task}: bad account id")))?;
                 let held = held_app + held_general;
-                let captured = actual.map_or(0, |a| a.clamp(0, held));
-                let (state, kind_note) = match actual {
-                    Some(_) => ("captured", "the task's unused price"),
-                    None => ("released", "the task did not succeed"),
+                let captured = settlement.captured(held, per_second);
+                let (state, note) = match settlement {
+                    $crate::shared::Settlement::Release => ("released", "the task did not succeed"),
+                    _ => ("captured", "the task's unused price"),
                 };
                 let settled = sqlx::query("UPDATE task_charges SET state = $1, captured = $2, updated_at = $3 WHERE task_id = $4 AND state = 'held'")
                     .bind(state)
                     .bind(captured)
                     .bind(now)
                     .bind(task.to_string())
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await
                     .map_err(|e| $crate::error::db_error("settle charge", e))?;
                 if settled.rows_affected() == 0 {
-                    return Ok(false);
+                    return Err(kinora_core::Error::internal(format!("the charge of {task} changed while it was being settled")));
                 }
                 let refund = held - captured;
                 let to_general = refund.min(held_general);
@@ -228,13 +264,99 @@ macro_rules! impl_store {
                     None => None,
                 };
                 if to_general > 0 {
-                    Self::move_purse(&mut tx, account, $crate::shared::Movement { purse: $crate::Purse::General, task: Some(task), kind: "release", amount: to_general, note: kind_note }, now).await?;
+                    Self::move_purse(tx, account, $crate::shared::Movement { purse: $crate::Purse::General, task: Some(task), kind: "release", amount: to_general, note }, now).await?;
                 }
                 if let (true, Some(purse)) = (to_app > 0, app_purse) {
-                    Self::move_purse(&mut tx, account, $crate::shared::Movement { purse, task: Some(task), kind: "release", amount: to_app, note: kind_note }, now).await?;
+                    Self::move_purse(tx, account, $crate::shared::Movement { purse, task: Some(task), kind: "release", amount: to_app, note }, now).await?;
                 }
+                Ok(Some(captured))
+            }
+
+            /// Ends a held charge in its own transaction; false when it was not held.
+            async fn settle_charge(&self, task: kinora_core::TaskId, settlement: $crate::shared::Settlement) -> $crate::Result<bool> {
+                let now = self.clock.now_ms();
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
+                let state: Option<String> = sqlx::query_scalar("SELECT state FROM task_charges WHERE task_id = $1")
+                    .bind(task.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("read charge", e))?;
+                if state.as_deref() != Some("held") {
+                    return Ok(false);
+                }
+                Self::settle_in(&mut tx, task, settlement, now).await?;
                 tx.commit().await.map_err(|e| $crate::error::db_error("commit charge", e))?;
                 Ok(true)
+            }
+
+            /// Holds `price` for `task` inside the caller's transaction (see `hold_charge`).
+            async fn hold_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                task: kinora_core::TaskId,
+                account: kinora_core::AccountId,
+                hold: $crate::PriceHold,
+                now: i64,
+            ) -> $crate::Result<$crate::HoldOutcome> {
+                let $crate::PriceHold { purse, per_second, price } = hold;
+                if price < 0 || per_second < 0 {
+                    return Err(kinora_core::Error::invalid("a price cannot be negative"));
+                }
+                let (app_balance, allow_general, general) = Self::lock_purses(tx, account, purse, now).await?;
+                // Once per task: a repeated hold answers what the first one held.
+                let earlier: Option<(i64, i64)> = sqlx::query_as("SELECT held_app, held_general FROM task_charges WHERE task_id = $1")
+                    .bind(task.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("read charge", e))?;
+                if let Some((from_app, from_general)) = earlier {
+                    return Ok($crate::HoldOutcome::Held { from_app, from_general });
+                }
+                let from_app = match purse {
+                    $crate::Purse::General => 0,
+                    $crate::Purse::App(_) => app_balance.min(price).max(0),
+                };
+                let from_general = price - from_app;
+                let general_usable = if allow_general { general } else { 0 };
+                if from_general > general_usable {
+                    return Ok($crate::HoldOutcome::Insufficient { available: from_app + general_usable });
+                }
+                if from_app > 0 {
+                    Self::move_purse(tx, account, $crate::shared::Movement { purse, task: Some(task), kind: "hold", amount: -from_app, note: "the task's price, held" }, now).await?;
+                }
+                if from_general > 0 {
+                    Self::move_purse(tx, account, $crate::shared::Movement { purse: $crate::Purse::General, task: Some(task), kind: "hold", amount: -from_general, note: "the task's price, held" }, now).await?;
+                }
+                let app = match purse {
+                    $crate::Purse::General => None,
+                    $crate::Purse::App(id) => Some(id.to_string()),
+                };
+                sqlx::query("INSERT INTO task_charges (task_id, account_id, app_id, held_app, held_general, state, per_second, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'held', $6, $7, $7)")
+                    .bind(task.to_string())
+                    .bind(account.to_string())
+                    .bind(app)
+                    .bind(from_app)
+                    .bind(from_general)
+                    .bind(per_second)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| $crate::error::db_error("record charge", e))?;
+                Ok($crate::HoldOutcome::Held { from_app, from_general })
+            }
+
+            /// `not_found` unless `app` (when given) is one of the account's apps.
+            async fn check_app(&self, account: kinora_core::AccountId, app: Option<uuid::Uuid>) -> $crate::Result<()> {
+                let Some(app) = app else { return Ok(()) };
+                let found: Option<String> = sqlx::query_scalar("SELECT id FROM apps WHERE id = $1 AND account_id = $2")
+                    .bind(app.to_string())
+                    .bind(account.to_string())
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("find app", e))?;
+                match found {
+                    Some(_) => Ok(()),
+                    None => Err(kinora_core::Error::not_found(format!("app {app} does not exist in account {account}"))),
+                }
             }
 
             /// Runs a lease-guarded update; no row means the caller lost the lease.
@@ -278,18 +400,18 @@ macro_rules! impl_store {
             async fn create_account(&self, name: &str) -> $crate::Result<$crate::Account> {
                 let now = self.clock.now_ms();
                 let id = kinora_core::AccountId::new();
-                sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
+                sqlx::query("INSERT INTO accounts (id, name, created_at, metered) VALUES ($1, $2, $3, 0)")
                     .bind(id.to_string())
                     .bind(name)
                     .bind(now)
                     .execute(&self.write)
                     .await
                     .map_err(|e| $crate::error::db_error("create account", e))?;
-                Ok($crate::Account { id, name: name.to_owned(), created_at: now })
+                Ok($crate::Account { id, name: name.to_owned(), created_at: now, metered: false })
             }
 
             async fn get_account(&self, id: kinora_core::AccountId) -> $crate::Result<Option<$crate::Account>> {
-                sqlx::query_as::<_, $crate::rows::AccountRow>("SELECT id, name, created_at FROM accounts WHERE id = $1")
+                sqlx::query_as::<_, $crate::rows::AccountRow>("SELECT id, name, created_at, metered FROM accounts WHERE id = $1")
                     .bind(id.to_string())
                     .fetch_optional(&self.read)
                     .await
@@ -298,9 +420,49 @@ macro_rules! impl_store {
                     .transpose()
             }
 
+            async fn list_accounts(&self) -> $crate::Result<Vec<$crate::Account>> {
+                sqlx::query_as::<_, $crate::rows::AccountRow>("SELECT id, name, created_at, metered FROM accounts ORDER BY created_at, id")
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("list accounts", e))?
+                    .into_iter()
+                    .map($crate::rows::AccountRow::into_account)
+                    .collect()
+            }
+
+            async fn set_metering(&self, account: kinora_core::AccountId, metered: bool) -> $crate::Result<bool> {
+                let done = sqlx::query("UPDATE accounts SET metered = $1 WHERE id = $2")
+                    .bind(i64::from(metered))
+                    .bind(account.to_string())
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("set metering", e))?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn submit_terms(&self, account: kinora_core::AccountId, app: Option<uuid::Uuid>) -> $crate::Result<$crate::SubmitTerms> {
+                let row: Option<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+                    "SELECT a.metered, p.submits_per_second, p.max_in_flight FROM accounts a \
+                     LEFT JOIN apps p ON p.id = $2 AND p.account_id = a.id WHERE a.id = $1",
+                )
+                .bind(account.to_string())
+                .bind(app.map(|a| a.to_string()))
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| $crate::error::db_error("read submit terms", e))?;
+                let (metered, submits_per_second, max_in_flight) = row.ok_or_else(|| kinora_core::Error::not_found(format!("account {account} does not exist")))?;
+                Ok($crate::SubmitTerms {
+                    metered: metered != 0,
+                    limits: $crate::KeyLimits {
+                        submits_per_second: submits_per_second.and_then(|n| u32::try_from(n).ok()),
+                        max_in_flight: max_in_flight.and_then(|n| u32::try_from(n).ok()),
+                    },
+                })
+            }
+
             async fn bootstrap(&self, account_name: &str, key: $crate::NewApiKey) -> $crate::Result<Option<($crate::Account, $crate::ApiKey)>> {
                 let now = self.clock.now_ms();
-                let account = $crate::Account { id: kinora_core::AccountId::new(), name: account_name.to_owned(), created_at: now };
+                let account = $crate::Account { id: kinora_core::AccountId::new(), name: account_name.to_owned(), created_at: now, metered: false };
                 let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin bootstrap", e))?;
                 sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
                     .bind(account.id.to_string())
@@ -326,7 +488,7 @@ macro_rules! impl_store {
             }
 
             async fn bootstrap_account(&self) -> $crate::Result<Option<$crate::Account>> {
-                sqlx::query_as::<_, $crate::rows::AccountRow>("SELECT a.id, a.name, a.created_at FROM accounts a JOIN bootstrap b ON b.account_id = a.id")
+                sqlx::query_as::<_, $crate::rows::AccountRow>("SELECT a.id, a.name, a.created_at, a.metered FROM accounts a JOIN bootstrap b ON b.account_id = a.id")
                     .fetch_optional(&self.read)
                     .await
                     .map_err(|e| $crate::error::db_error("get bootstrap account", e))?
@@ -674,6 +836,7 @@ macro_rules! impl_store {
 
             async fn create_api_key(&self, account: kinora_core::AccountId, key: $crate::NewApiKey) -> $crate::Result<$crate::ApiKey> {
                 let now = self.clock.now_ms();
+                self.check_app(account, key.app_id).await?;
                 Self::insert_api_key(&self.write, account, &key, now).await
             }
 
@@ -712,12 +875,14 @@ macro_rules! impl_store {
             async fn create_access_key(&self, account: kinora_core::AccountId, key: $crate::NewAccessKey) -> $crate::Result<$crate::AccessKey> {
                 let id = uuid::Uuid::now_v7();
                 let now = self.clock.now_ms();
-                sqlx::query("INSERT INTO access_keys (id, account_id, name, access_key, secret_ciphertext, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                self.check_app(account, key.app_id).await?;
+                sqlx::query("INSERT INTO access_keys (id, account_id, name, access_key, secret_ciphertext, app_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                     .bind(id.to_string())
                     .bind(account.to_string())
                     .bind(&key.name)
                     .bind(&key.access_key)
                     .bind(&key.secret_ciphertext)
+                    .bind(key.app_id.map(|a| a.to_string()))
                     .bind(now)
                     .execute(&self.write)
                     .await
@@ -728,6 +893,7 @@ macro_rules! impl_store {
                     name: key.name,
                     access_key: key.access_key,
                     secret_ciphertext: key.secret_ciphertext,
+                    app_id: key.app_id,
                     created_at: now,
                     revoked_at: None,
                 })
@@ -765,14 +931,14 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn create_task(&self, task: kinora_core::NewTask, first_job: kinora_core::JobKind) -> $crate::Result<(kinora_core::Task, $crate::JobId)> {
+            async fn admit_task(&self, task: kinora_core::NewTask, first_job: kinora_core::JobKind, admission: $crate::Admission) -> $crate::Result<(kinora_core::Task, $crate::JobId)> {
                 let now = self.clock.now_ms();
                 let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
                 let inserted = sqlx::query_as::<_, $crate::rows::TaskRow>(concat!(
                     "INSERT INTO tasks (id, account_id, dialect, kind, model, state, request, \
                      external_task_id, callback_url, created_at, updated_at, trace_id, \
-                     submitted_body) \
-                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9, $10, $11) RETURNING ",
+                     submitted_body, key_id) \
+                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9, $10, $11, $12) RETURNING ",
                     $crate::shared::task_columns!()
                 ))
                 .bind(task.id.to_string())
@@ -786,6 +952,7 @@ macro_rules! impl_store {
                 .bind(now)
                 .bind(task.submission.as_ref().map(|s| s.trace_id.clone()))
                 .bind(task.submission.as_ref().map(|s| $crate::rows::to_json_text(&s.body)))
+                .bind(admission.key_id.map(|k| k.to_string()))
                 .fetch_one(&mut *tx)
                 .await;
                 let row = match inserted {
@@ -801,6 +968,34 @@ macro_rules! impl_store {
                     }
                     Err(e) => return Err($crate::error::db_error("create task", e)),
                 };
+                if admission.max_in_flight.is_some() || admission.charge.is_some() {
+                    // One account's admissions queue on its balance row, so each sees the
+                    // tasks and holds of those before it.
+                    let purse = admission.charge.map_or($crate::Purse::General, |c| c.purse);
+                    Self::lock_purses(&mut tx, task.account_id, purse, now).await?;
+                }
+                if let (Some(limit), Some(key)) = (admission.max_in_flight, admission.key_id) {
+                    let in_flight: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE key_id = $1 AND state IN ('queued', 'submitted', 'running') AND id <> $2")
+                        .bind(key.to_string())
+                        .bind(task.id.to_string())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| $crate::error::db_error("count the key's unfinished tasks", e))?;
+                    if in_flight >= i64::from(limit) {
+                        return Err(kinora_core::Error::new(
+                            kinora_core::ErrorCode::ConcurrencyLimit,
+                            format!("this key already has {in_flight} unfinished tasks, its limit is {limit}"),
+                        ));
+                    }
+                }
+                if let Some(hold) = admission.charge {
+                    if let $crate::HoldOutcome::Insufficient { available } = Self::hold_in(&mut tx, task.id, task.account_id, hold, now).await? {
+                        return Err(kinora_core::Error::new(
+                            kinora_core::ErrorCode::InsufficientBalance,
+                            format!("the task costs {} and the balance that may pay for it is {available}", hold.price),
+                        ));
+                    }
+                }
                 let first_job = $crate::NewJob::for_task(first_job, task.id);
                 let job_id = Self::insert_job(&mut *tx, &first_job, now).await?;
                 self.announce_jobs(&mut tx).await?;
@@ -879,7 +1074,7 @@ macro_rules! impl_store {
                         submitted_at = Some(now);
                     }
                     T::Running => started_at = Some(now),
-                    T::Succeeded { result: r } => {
+                    T::Succeeded { result: r, .. } => {
                         result = Some($crate::rows::to_json_text(r));
                         finished_at = Some(now);
                     }
@@ -893,6 +1088,7 @@ macro_rules! impl_store {
                         finished_at = Some(now);
                     }
                 }
+                let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
                 // Every target has one to three source states; pad the IN list with repeats.
                 let source = |i: usize| sources.get(i).or(sources.last()).map(|s| s.as_str()).unwrap_or("");
                 let updated = sqlx::query_as::<_, $crate::rows::TaskRow>(concat!(
@@ -919,18 +1115,44 @@ macro_rules! impl_store {
                 .bind(source(0))
                 .bind(source(1))
                 .bind(source(2))
-                .fetch_optional(&self.write)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(|e| $crate::error::db_error("transition task", e))?;
+                let settlement = match &transition {
+                    T::Succeeded { billed_ms, .. } => Some($crate::shared::Settlement::CaptureOutput(*billed_ms)),
+                    T::Failed { .. } | T::Canceled { .. } => Some($crate::shared::Settlement::Release),
+                    T::Submitted { .. } | T::Running => None,
+                };
                 match updated {
-                    Some(row) => row.into_task(),
-                    None => match self.load_task_for_worker(id).await? {
-                        None => Err(kinora_core::Error::not_found(format!("task {id} does not exist"))),
-                        Some(current) => Err(kinora_core::Error::new(
-                            kinora_core::ErrorCode::StaleTransition,
-                            format!("task {id} is {}, it cannot become {target}", current.state),
-                        )),
-                    },
+                    Some(row) => {
+                        let mut task = row.into_task()?;
+                        // The charge ends with the task, in its transaction: a crash leaves
+                        // both as they were or both settled.
+                        if let Some(settlement) = settlement {
+                            if let Some(charged) = Self::settle_in(&mut tx, id, settlement, now).await? {
+                                sqlx::query("UPDATE tasks SET charged = $1 WHERE id = $2")
+                                    .bind(charged)
+                                    .bind(id.to_string())
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(|e| $crate::error::db_error("record the task's charge", e))?;
+                                task.charged = Some(charged);
+                            }
+                        }
+                        tx.commit().await.map_err(|e| $crate::error::db_error("commit transition", e))?;
+                        Ok(task)
+                    }
+                    None => {
+                        // Nothing changed; the read below must not wait on this transaction.
+                        drop(tx);
+                        match self.load_task_for_worker(id).await? {
+                            None => Err(kinora_core::Error::not_found(format!("task {id} does not exist"))),
+                            Some(current) => Err(kinora_core::Error::new(
+                                kinora_core::ErrorCode::StaleTransition,
+                                format!("task {id} is {}, it cannot become {target}", current.state),
+                            )),
+                        }
+                    }
                 }
             }
 
@@ -992,21 +1214,38 @@ macro_rules! impl_store {
                     .execute(&self.write)
                     .await
                     .map_err(|e| $crate::error::db_error("create app", e))?;
-                Ok($crate::App { id, account_id: account, name: name.to_owned(), balance: 0, allow_general_balance, created_at: now })
+                Ok($crate::App { id, account_id: account, name: name.to_owned(), balance: 0, allow_general_balance, limits: $crate::KeyLimits::default(), created_at: now })
             }
 
             async fn list_apps(&self, account: kinora_core::AccountId) -> $crate::Result<Vec<$crate::App>> {
-                let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as("SELECT id, name, balance, allow_general_balance, created_at FROM apps WHERE account_id = $1 ORDER BY created_at, id")
+                #[allow(clippy::type_complexity)]
+                let rows: Vec<(String, String, i64, i64, Option<i64>, Option<i64>, i64)> = sqlx::query_as("SELECT id, name, balance, allow_general_balance, submits_per_second, max_in_flight, created_at FROM apps WHERE account_id = $1 ORDER BY created_at, id")
                     .bind(account.to_string())
                     .fetch_all(&self.read)
                     .await
                     .map_err(|e| $crate::error::db_error("list apps", e))?;
                 rows.into_iter()
-                    .map(|(id, name, balance, allow, created_at)| {
+                    .map(|(id, name, balance, allow, submits_per_second, max_in_flight, created_at)| {
                         let id = uuid::Uuid::parse_str(&id).map_err(|e| kinora_core::Error::internal(format!("app id {id}: {e}")))?;
-                        Ok($crate::App { id, account_id: account, name, balance, allow_general_balance: allow != 0, created_at })
+                        let limits = $crate::KeyLimits {
+                            submits_per_second: submits_per_second.and_then(|n| u32::try_from(n).ok()),
+                            max_in_flight: max_in_flight.and_then(|n| u32::try_from(n).ok()),
+                        };
+                        Ok($crate::App { id, account_id: account, name, balance, allow_general_balance: allow != 0, limits, created_at })
                     })
                     .collect()
+            }
+
+            async fn set_app_limits(&self, account: kinora_core::AccountId, app: uuid::Uuid, limits: $crate::KeyLimits) -> $crate::Result<bool> {
+                let done = sqlx::query("UPDATE apps SET submits_per_second = $1, max_in_flight = $2 WHERE id = $3 AND account_id = $4")
+                    .bind(limits.submits_per_second.map(i64::from))
+                    .bind(limits.max_in_flight.map(i64::from))
+                    .bind(app.to_string())
+                    .bind(account.to_string())
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| $crate::error::db_error("set app limits", e))?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn general_balance(&self, account: kinora_core::AccountId) -> $crate::Result<i64> {
@@ -1031,65 +1270,35 @@ macro_rules! impl_store {
                     return Err(kinora_core::Error::invalid(format!("the balance is {current}; taking {} would make it negative", -amount)));
                 }
                 Self::move_purse(&mut tx, account, $crate::shared::Movement { purse, task: None, kind: "credit", amount, note }, now).await?;
+                if amount > 0 {
+                    // Money given to an account is there to be spent: its tasks are priced from now on.
+                    sqlx::query("UPDATE accounts SET metered = 1 WHERE id = $1")
+                        .bind(account.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| $crate::error::db_error("turn metering on", e))?;
+                }
                 tx.commit().await.map_err(|e| $crate::error::db_error("commit credit", e))?;
                 Ok(updated)
             }
 
             async fn hold_charge(&self, task: kinora_core::TaskId, account: kinora_core::AccountId, purse: $crate::Purse, price: i64) -> $crate::Result<$crate::HoldOutcome> {
-                if price < 0 {
-                    return Err(kinora_core::Error::invalid("a price cannot be negative"));
-                }
                 let now = self.clock.now_ms();
                 let mut tx = self.write.begin().await.map_err(|e| $crate::error::db_error("begin", e))?;
-                let (app_balance, allow_general, general) = Self::lock_purses(&mut tx, account, purse, now).await?;
-                // Once per task: a repeated hold answers what the first one held.
-                let earlier: Option<(i64, i64)> = sqlx::query_as("SELECT held_app, held_general FROM task_charges WHERE task_id = $1")
-                    .bind(task.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| $crate::error::db_error("read charge", e))?;
-                if let Some((from_app, from_general)) = earlier {
-                    return Ok($crate::HoldOutcome::Held { from_app, from_general });
+                let hold = $crate::PriceHold { purse, per_second: 0, price };
+                let outcome = Self::hold_in(&mut tx, task, account, hold, now).await?;
+                if let $crate::HoldOutcome::Held { .. } = outcome {
+                    tx.commit().await.map_err(|e| $crate::error::db_error("commit hold", e))?;
                 }
-                let from_app = match purse {
-                    $crate::Purse::General => 0,
-                    $crate::Purse::App(_) => app_balance.min(price).max(0),
-                };
-                let from_general = price - from_app;
-                let general_usable = if allow_general { general } else { 0 };
-                if from_general > general_usable {
-                    return Ok($crate::HoldOutcome::Insufficient { available: from_app + general_usable });
-                }
-                if from_app > 0 {
-                    Self::move_purse(&mut tx, account, $crate::shared::Movement { purse, task: Some(task), kind: "hold", amount: -from_app, note: "the task's price, held" }, now).await?;
-                }
-                if from_general > 0 {
-                    Self::move_purse(&mut tx, account, $crate::shared::Movement { purse: $crate::Purse::General, task: Some(task), kind: "hold", amount: -from_general, note: "the task's price, held" }, now).await?;
-                }
-                let app = match purse {
-                    $crate::Purse::General => None,
-                    $crate::Purse::App(id) => Some(id.to_string()),
-                };
-                sqlx::query("INSERT INTO task_charges (task_id, account_id, app_id, held_app, held_general, state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'held', $6, $6)")
-                    .bind(task.to_string())
-                    .bind(account.to_string())
-                    .bind(app)
-                    .bind(from_app)
-                    .bind(from_general)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| $crate::error::db_error("record charge", e))?;
-                tx.commit().await.map_err(|e| $crate::error::db_error("commit hold", e))?;
-                Ok($crate::HoldOutcome::Held { from_app, from_general })
+                Ok(outcome)
             }
 
             async fn capture_charge(&self, task: kinora_core::TaskId, actual: i64) -> $crate::Result<bool> {
-                self.settle_charge(task, Some(actual)).await
+                self.settle_charge(task, $crate::shared::Settlement::Capture(actual)).await
             }
 
             async fn release_charge(&self, task: kinora_core::TaskId) -> $crate::Result<bool> {
-                self.settle_charge(task, None).await
+                self.settle_charge(task, $crate::shared::Settlement::Release).await
             }
 
             async fn ledger(&self, account: kinora_core::AccountId, purse: $crate::Purse) -> $crate::Result<Vec<$crate::LedgerEntry>> {

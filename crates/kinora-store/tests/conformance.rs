@@ -11,9 +11,10 @@ use kinora_core::{
 };
 use kinora_store::testing::{self, TestDatabase};
 use kinora_store::{
-    CallbackAttempt, CallbackNext, CallbackPhase, CallbackState, ElementCreation, ElementImage,
-    HoldOutcome, JobState, NewAccessKey, NewApiKey, NewCallbackEvent, NewElement, NewJob, Purse,
-    ReferenceType, RetryOutcome, Store, TaskTransition, DELIVER_CALLBACK,
+    Admission, CallbackAttempt, CallbackNext, CallbackPhase, CallbackState, ElementCreation,
+    ElementImage, HoldOutcome, JobState, KeyLimits, NewAccessKey, NewApiKey, NewCallbackEvent,
+    NewElement, NewJob, PriceHold, Purse, ReferenceType, RetryOutcome, Store, SubmitTerms,
+    TaskTransition, DELIVER_CALLBACK,
 };
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -309,6 +310,10 @@ on_both_backends!(
     an_upstream_push_is_kept_and_wakes_the_poll(super::manual_clock()),
     charges_are_held_captured_and_released_with_the_ledger_matching_balances(super::manual_clock()),
     concurrent_holds_never_overdraw(kinora_core::time::SystemClock),
+    admission_checks_the_key_limit_then_the_balance(super::manual_clock()),
+    a_task_settles_its_charge_when_it_ends(super::manual_clock()),
+    concurrent_admissions_never_overdraw_or_pass_the_key_limit(kinora_core::time::SystemClock),
+    metering_and_submit_terms(super::manual_clock()),
     bootstrap_happens_once(kinora_core::time::SystemClock),
     server_secrets_are_created_once(super::manual_clock()),
     elements_are_scoped_paged_and_deleted(super::manual_clock()),
@@ -326,6 +331,7 @@ fn new_key(name: &str, hash: &str) -> NewApiKey {
         name: name.to_owned(),
         prefix: format!("kin_{}", &hash[..4]),
         secret_hash: hash.to_owned(),
+        app_id: None,
     }
 }
 
@@ -636,6 +642,7 @@ async fn access_keys_are_found_revoked_and_scoped(db: TestDatabase, _clock: Manu
         name: "ci".into(),
         access_key: ak.into(),
         secret_ciphertext: format!("sealed-{ak}"),
+        app_id: None,
     };
     let key = store
         .create_access_key(a.id, new("AK_one"))
@@ -716,7 +723,13 @@ async fn stale_transitions_are_refused(db: TestDatabase, clock: ManualClock) {
         .expect("create");
 
     let succeeded_too_early = store
-        .transition_task(task.id, TaskTransition::Succeeded { result: json!({}) })
+        .transition_task(
+            task.id,
+            TaskTransition::Succeeded {
+                result: json!({}),
+                billed_ms: None,
+            },
+        )
         .await
         .expect_err("queued cannot succeed");
     assert_eq!(succeeded_too_early.code(), ErrorCode::StaleTransition);
@@ -773,6 +786,7 @@ async fn stale_transitions_are_refused(db: TestDatabase, clock: ManualClock) {
             task.id,
             TaskTransition::Succeeded {
                 result: json!({"videos": 1}),
+                billed_ms: None,
             },
         )
         .await
@@ -1662,6 +1676,389 @@ async fn concurrent_holds_never_overdraw(db: TestDatabase, _clock: SystemClock) 
     assert_eq!(store.general_balance(account).await.expect("general"), 0);
     assert_eq!(ledger_sum(&*store, account, Purse::App(app)).await, 0);
     assert_eq!(ledger_sum(&*store, account, Purse::General).await, 0);
+}
+
+fn hold(purse: Purse, price: i64) -> PriceHold {
+    PriceHold {
+        purse,
+        per_second: price / 5,
+        price,
+    }
+}
+
+async fn admission_checks_the_key_limit_then_the_balance(db: TestDatabase, _clock: ManualClock) {
+    let store = db.store;
+    let account = store.create_account("acme").await.expect("account").id;
+    let key = uuid::Uuid::now_v7();
+    store
+        .credit(account, Purse::General, 250, "top-up")
+        .await
+        .expect("credit");
+    let admission = Admission {
+        key_id: Some(key),
+        max_in_flight: Some(2),
+        charge: Some(hold(Purse::General, 100)),
+    };
+    let first = store
+        .admit_task(new_task(account, Some("a")), submit_job(), admission)
+        .await
+        .expect("first");
+    store
+        .admit_task(new_task(account, None), submit_job(), admission)
+        .await
+        .expect("second");
+    // The external id is checked before the limit, the limit before the balance.
+    let duplicate = store
+        .admit_task(new_task(account, Some("a")), submit_job(), admission)
+        .await
+        .map_err(|e| e.code());
+    assert_eq!(duplicate.err(), Some(ErrorCode::DuplicateExternalTaskId));
+    let over = store
+        .admit_task(new_task(account, Some("c")), submit_job(), admission)
+        .await
+        .map_err(|e| e.code());
+    assert_eq!(over.err(), Some(ErrorCode::ConcurrencyLimit));
+    assert!(
+        store
+            .find_task_by_external_id(account, "c")
+            .await
+            .expect("find")
+            .is_none(),
+        "a refused task is not created"
+    );
+    // Another key of the account has its own limit; the balance (50 left) refuses it.
+    let other_key = Admission {
+        key_id: Some(uuid::Uuid::now_v7()),
+        ..admission
+    };
+    let poor = store
+        .admit_task(new_task(account, Some("d")), submit_job(), other_key)
+        .await
+        .map_err(|e| e.code());
+    assert_eq!(poor.err(), Some(ErrorCode::InsufficientBalance));
+    assert_eq!(store.general_balance(account).await.expect("general"), 50);
+    // A finished task frees its place.
+    store
+        .transition_task(
+            first.0.id,
+            TaskTransition::Failed {
+                class: FailureClass::Internal,
+                message: "x".into(),
+            },
+        )
+        .await
+        .expect("fail");
+    assert_eq!(store.general_balance(account).await.expect("general"), 150);
+    store
+        .admit_task(new_task(account, Some("e")), submit_job(), admission)
+        .await
+        .expect("room again");
+    // Unmetered and unlimited: no hold, no count.
+    store
+        .admit_task(new_task(account, None), submit_job(), Admission::default())
+        .await
+        .expect("free");
+    assert_eq!(store.general_balance(account).await.expect("general"), 50);
+    assert_eq!(ledger_sum(&*store, account, Purse::General).await, 50);
+}
+
+async fn a_task_settles_its_charge_when_it_ends(db: TestDatabase, _clock: ManualClock) {
+    let store = db.store;
+    let account = store.create_account("acme").await.expect("account").id;
+    let app = store.create_app(account, "web", true).await.expect("app").id;
+    store
+        .credit(account, Purse::App(app), 1_000, "top-up")
+        .await
+        .expect("credit");
+    let admit = |price: i64| Admission {
+        key_id: None,
+        max_in_flight: None,
+        charge: Some(PriceHold {
+            purse: Purse::App(app),
+            per_second: 100,
+            price,
+        }),
+    };
+    let run = |id: TaskId| {
+        let store = store.clone();
+        async move {
+            store
+                .transition_task(
+                    id,
+                    TaskTransition::Submitted {
+                        channel: "local".into(),
+                        upstream_task_id: None,
+                    },
+                )
+                .await
+                .expect("submitted");
+        }
+    };
+    // 5 s held at 100 a second; 4.2 s came out: 420 kept, 80 back.
+    let (done, _) = store
+        .admit_task(new_task(account, None), submit_job(), admit(500))
+        .await
+        .expect("admit");
+    assert_eq!(app_balance(&*store, account, app).await, 500);
+    run(done.id).await;
+    let succeeded = store
+        .transition_task(
+            done.id,
+            TaskTransition::Succeeded {
+                result: json!({}),
+                billed_ms: Some(4_200),
+            },
+        )
+        .await
+        .expect("succeed");
+    assert_eq!(succeeded.charged, Some(420));
+    assert_eq!(app_balance(&*store, account, app).await, 580);
+    let read = store
+        .get_task(account, done.id)
+        .await
+        .expect("get")
+        .expect("task");
+    assert_eq!(read.charged, Some(420));
+
+    // A failed task is refunded in full and shows a charge of 0.
+    let (failed, _) = store
+        .admit_task(new_task(account, None), submit_job(), admit(300))
+        .await
+        .expect("admit");
+    let failed = store
+        .transition_task(
+            failed.id,
+            TaskTransition::Failed {
+                class: FailureClass::Internal,
+                message: "x".into(),
+            },
+        )
+        .await
+        .expect("fail");
+    assert_eq!(failed.charged, Some(0));
+    assert_eq!(app_balance(&*store, account, app).await, 580);
+
+    // A crash after a capture and before the task's update: the repeat keeps the capture,
+    // neither charging twice nor losing it.
+    let (crashed, _) = store
+        .admit_task(new_task(account, None), submit_job(), admit(500))
+        .await
+        .expect("admit");
+    run(crashed.id).await;
+    assert!(store.capture_charge(crashed.id, 350).await.expect("capture"));
+    assert_eq!(app_balance(&*store, account, app).await, 230);
+    let after = store
+        .transition_task(
+            crashed.id,
+            TaskTransition::Succeeded {
+                result: json!({}),
+                billed_ms: Some(5_000),
+            },
+        )
+        .await
+        .expect("succeed");
+    assert_eq!(after.charged, Some(350));
+    assert_eq!(app_balance(&*store, account, app).await, 230);
+    // A stale transition settles nothing.
+    let late = store
+        .transition_task(
+            crashed.id,
+            TaskTransition::Failed {
+                class: FailureClass::Internal,
+                message: "late".into(),
+            },
+        )
+        .await
+        .map_err(|e| e.code());
+    assert_eq!(late.err(), Some(ErrorCode::StaleTransition));
+    assert_eq!(app_balance(&*store, account, app).await, 230);
+    assert_eq!(ledger_sum(&*store, account, Purse::App(app)).await, 230);
+    // Unmetered tasks carry no charge.
+    let (free, _) = store
+        .create_task(new_task(account, None), submit_job())
+        .await
+        .expect("free");
+    let free = store
+        .transition_task(
+            free.id,
+            TaskTransition::Canceled {
+                message: "x".into(),
+            },
+        )
+        .await
+        .expect("cancel");
+    assert_eq!(free.charged, None);
+}
+
+async fn concurrent_admissions_never_overdraw_or_pass_the_key_limit(
+    db: TestDatabase,
+    _clock: SystemClock,
+) {
+    let store = db.store;
+    let account = store.create_account("acme").await.expect("account").id;
+    store
+        .credit(account, Purse::General, 3_000, "top-up")
+        .await
+        .expect("credit");
+    let key = uuid::Uuid::now_v7();
+    let admission = Admission {
+        key_id: Some(key),
+        max_in_flight: Some(40),
+        charge: Some(hold(Purse::General, 100)),
+    };
+    let mut handles = Vec::new();
+    for _ in 0..100 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .admit_task(new_task(account, None), submit_job(), admission)
+                .await
+                .map_err(|e| e.code())
+        }));
+    }
+    let (mut admitted, mut over, mut poor) = (0, 0, 0);
+    for handle in handles {
+        match handle.await.expect("join") {
+            Ok(_) => admitted += 1,
+            Err(ErrorCode::ConcurrencyLimit) => over += 1,
+            Err(ErrorCode::InsufficientBalance) => poor += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(admitted, 30, "3,000 pays for 30 tasks of 100");
+    assert_eq!(over + poor, 70);
+    assert_eq!(store.general_balance(account).await.expect("general"), 0);
+    assert_eq!(ledger_sum(&*store, account, Purse::General).await, 0);
+
+    // With money to spare, the key's limit is what stops them.
+    store
+        .credit(account, Purse::General, 100_000, "top-up")
+        .await
+        .expect("credit");
+    let mut handles = Vec::new();
+    for _ in 0..100 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .admit_task(new_task(account, None), submit_job(), admission)
+                .await
+                .is_ok()
+        }));
+    }
+    let mut more = 0;
+    for handle in handles {
+        if handle.await.expect("join") {
+            more += 1;
+        }
+    }
+    assert_eq!(more, 10, "30 were in flight, the limit is 40");
+}
+
+async fn metering_and_submit_terms(db: TestDatabase, _clock: ManualClock) {
+    let store = db.store;
+    let account = store.create_account("acme").await.expect("account");
+    assert!(!account.metered);
+    let app = store.create_app(account.id, "web", true).await.expect("app");
+    let terms = store.submit_terms(account.id, None).await.expect("terms");
+    assert_eq!(
+        terms,
+        SubmitTerms {
+            metered: false,
+            limits: KeyLimits::default()
+        }
+    );
+    let limits = KeyLimits {
+        submits_per_second: Some(2),
+        max_in_flight: Some(5),
+    };
+    assert!(store
+        .set_app_limits(account.id, app.id, limits)
+        .await
+        .expect("limits"));
+    let other = store.create_account("other").await.expect("account").id;
+    assert!(!store
+        .set_app_limits(other, app.id, limits)
+        .await
+        .expect("foreign app"));
+    assert_eq!(
+        store
+            .submit_terms(account.id, Some(app.id))
+            .await
+            .expect("terms")
+            .limits,
+        limits
+    );
+    assert_eq!(
+        store
+            .submit_terms(other, Some(app.id))
+            .await
+            .expect("terms")
+            .limits,
+        KeyLimits::default(),
+        "another account's app sets nothing"
+    );
+    assert_eq!(
+        store.list_apps(account.id).await.expect("apps")[0].limits,
+        limits
+    );
+    // A credit turns metering on; an operator can turn it off again.
+    store
+        .credit(account.id, Purse::App(app.id), 10, "top-up")
+        .await
+        .expect("credit");
+    assert!(store.submit_terms(account.id, None).await.expect("terms").metered);
+    assert!(store.set_metering(account.id, false).await.expect("off"));
+    assert!(!store
+        .get_account(account.id)
+        .await
+        .expect("get")
+        .expect("account")
+        .metered);
+    assert!(!store
+        .set_metering(AccountId::new(), true)
+        .await
+        .expect("unknown"));
+    let missing = store.submit_terms(AccountId::new(), None).await;
+    assert_eq!(missing.map_err(|e| e.code()).err(), Some(ErrorCode::NotFound));
+    let names: Vec<String> = store
+        .list_accounts()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, ["acme", "other"]);
+    // Keys name their app, which must be the account's own.
+    let key = store
+        .create_api_key(
+            account.id,
+            NewApiKey {
+                app_id: Some(app.id),
+                ..new_key("app key", "aa11aa11aa11")
+            },
+        )
+        .await
+        .expect("key");
+    assert_eq!(key.app_id, Some(app.id));
+    assert_eq!(
+        store
+            .find_api_key("aa11aa11aa11")
+            .await
+            .expect("find")
+            .and_then(|k| k.app_id),
+        Some(app.id)
+    );
+    let foreign = store
+        .create_api_key(
+            other,
+            NewApiKey {
+                app_id: Some(app.id),
+                ..new_key("stolen", "bb22bb22bb22")
+            },
+        )
+        .await
+        .map_err(|e| e.code());
+    assert_eq!(foreign.err(), Some(ErrorCode::NotFound));
 }
 
 async fn enqueue_wakes_waiting_workers(db: TestDatabase, _clock: SystemClock) {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod video;
-use kinora_server::Config;
+use kinora_server::{admin, Config};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +40,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Tenant accounts: list them, add one, or turn metering on or off.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
     /// Create, read, wait for and download videos through a kinora server's unified API.
     Video(Box<VideoCli>),
     /// Manage an account's webhook signing secret.
@@ -51,7 +54,7 @@ enum Command {
         #[command(subcommand)]
         command: Option<ChannelsCommand>,
     },
-    /// An account's apps: list them or add one.
+    /// An account's apps: list them, add one, or set the limits of its keys.
     #[command(subcommand)]
     Apps(AppsCommand),
     /// An account's balances (minor units): show them, credit one, or list its ledger.
@@ -104,7 +107,87 @@ enum AppsCommand {
         /// The app's tasks may use only its own balance.
         #[arg(long)]
         no_general_balance: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
+    /// Set the per-key limits of an app's keys; a limit left out takes the server's default
+    /// (`limits` in the configuration), 0 lifts it.
+    Limits {
+        app: String,
+        #[arg(long)]
+        account: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Video submits per second each key may make.
+    #[arg(long)]
+    submits_per_second: Option<u32>,
+    /// Unfinished tasks each key may have.
+    #[arg(long)]
+    max_in_flight: Option<u32>,
+}
+
+impl From<LimitArgs> for kinora_server::store::KeyLimits {
+    fn from(args: LimitArgs) -> Self {
+        Self {
+            submits_per_second: args.submits_per_second,
+            max_in_flight: args.max_in_flight,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Every account, with whether its tasks are metered.
+    List,
+    /// Add an account and print its id. It is metered (its tasks need a balance) unless
+    /// --unmetered; give it keys with `kinora keys create --account ID`.
+    Create {
+        name: String,
+        #[arg(long)]
+        unmetered: bool,
+    },
+    /// Turn metering on or off. An unmetered account's tasks are free; crediting an account
+    /// turns metering on.
+    Metering {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// The account (UUID); by default the bootstrap account.
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+async fn run_accounts(config: &Config, command: AccountsCommand) -> Result<(), kinora_server::Error> {
+    let store = kinora_server::open_store(config).await?;
+    match command {
+        AccountsCommand::List => {
+            println!("# account  name  metered  created_at");
+            for account in store.list_accounts().await? {
+                println!(
+                    "{}  {}  {}  {}",
+                    account.id,
+                    account.name,
+                    if account.metered { "yes" } else { "no" },
+                    account.created_at
+                );
+            }
+        }
+        AccountsCommand::Create { name, unmetered } => {
+            let account = admin::create_account(&*store, &name, !unmetered).await?;
+            println!("{}", account.id);
+        }
+        AccountsCommand::Metering { state, account } => {
+            let account = account_or_default(&*store, account).await?;
+            admin::set_metering(&*store, account, state == "on").await?;
+            eprintln!("metering is {state} for account {account}");
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -142,10 +225,13 @@ async fn run_apps(config: &Config, command: AppsCommand) -> Result<(), kinora_se
     match command {
         AppsCommand::List { account } => {
             let account = account_or_default(&*store, account).await?;
-            println!("# app  name  balance  uses-general-balance");
+            println!(
+                "# app  name  balance  uses-general-balance  submits-per-second  max-in-flight"
+            );
+            let limit = |n: Option<u32>| n.map_or_else(|| "default".to_owned(), |n| n.to_string());
             for app in store.list_apps(account).await? {
                 println!(
-                    "{}  {}  {}  {}",
+                    "{}  {}  {}  {}  {}  {}",
                     app.id,
                     app.name,
                     app.balance,
@@ -153,7 +239,9 @@ async fn run_apps(config: &Config, command: AppsCommand) -> Result<(), kinora_se
                         "yes"
                     } else {
                         "no"
-                    }
+                    },
+                    limit(app.limits.submits_per_second),
+                    limit(app.limits.max_in_flight)
                 );
             }
         }
@@ -161,12 +249,24 @@ async fn run_apps(config: &Config, command: AppsCommand) -> Result<(), kinora_se
             name,
             account,
             no_general_balance,
+            limits,
         } => {
             let account = account_or_default(&*store, account).await?;
-            let app = store
-                .create_app(account, &name, !no_general_balance)
-                .await?;
+            let app =
+                admin::create_app(&*store, account, &name, !no_general_balance, limits.into())
+                    .await?;
             println!("{}", app.id);
+        }
+        AppsCommand::Limits {
+            app,
+            account,
+            limits,
+        } => {
+            let account = account_or_default(&*store, account).await?;
+            let app = uuid::Uuid::parse_str(&app)
+                .map_err(|_| kinora_server::Error::invalid(format!("`{app}` is not an app id")))?;
+            admin::set_app_limits(&*store, account, app, limits.into()).await?;
+            eprintln!("limits of app {app} set");
         }
     }
     Ok(())
@@ -187,7 +287,7 @@ async fn run_balance(
             }
         }
         BalanceCommand::Credit { amount, app, note } => {
-            let balance = store.credit(account, purse(app)?, amount, &note).await?;
+            let balance = admin::credit(&*store, account, purse(app)?, amount, &note).await?;
             println!("{balance}");
         }
         BalanceCommand::Ledger { app } => {
@@ -444,6 +544,10 @@ enum KeysCommand {
         /// The account (UUID) the key acts for; by default the bootstrap account.
         #[arg(long)]
         account: Option<String>,
+        /// The account's app (UUID) whose balance and limits the key's tasks use; by default
+        /// none (the general balance and the server's default limits).
+        #[arg(long)]
+        app: Option<String>,
     },
     /// List an account's keys (prefix, name, created, revoked); never the secrets.
     List {
@@ -478,36 +582,42 @@ async fn run_keys(config: &Config, command: KeysCommand) -> Result<(), kinora_se
     match command {
         KeysCommand::Create {
             name,
-            kind: KeyKind::AccessKey,
+            kind,
             account: id,
-        } => {
-            let owner = account(id).await?;
-            let secrets =
-                kinora_server::access_keys::SecretBox::load(&config.auth, &config.data_dir)?;
-            let issued =
-                kinora_server::access_keys::issue_pair(&*store, &secrets, owner, &name).await?;
-            eprintln!(
-                "created access key {} ({}) for account {}; the secret key is shown only once:",
-                issued.key.id, issued.key.name, issued.key.account_id
-            );
-            println!("access_key: {}", issued.key.access_key);
-            println!("secret_key: {}", issued.secret_key);
-        }
-        KeysCommand::Create {
-            name,
-            kind: KeyKind::ApiKey,
-            account: id,
+            app,
         } => {
             let id = match id {
                 Some(text) => Some(account(Some(text)).await?),
                 None => None,
             };
-            let issued = auth::issue_key(&*store, id, &name).await?;
+            let app = app
+                .map(|text| {
+                    uuid::Uuid::parse_str(&text).map_err(|_| {
+                        kinora_server::Error::invalid(format!("`{text}` is not an app id"))
+                    })
+                })
+                .transpose()?;
+            let secrets =
+                kinora_server::access_keys::SecretBox::load(&config.auth, &config.data_dir)?;
+            let kind = match kind {
+                KeyKind::ApiKey => admin::KeyKind::ApiKey,
+                KeyKind::AccessKey => admin::KeyKind::AccessKey,
+            };
+            let issued = admin::issue_credential(&*store, &secrets, id, app, kind, &name).await?;
             eprintln!(
-                "created key {} ({}) for account {}; the secret below is shown only once:",
-                issued.key.id, issued.key.name, issued.key.account_id
+                "created {} {} ({}) for account {}; the secret below is shown only once:",
+                issued.kind.replace('_', " "),
+                issued.id,
+                issued.name,
+                issued.account_id
             );
-            println!("{}", issued.secret);
+            if let Some(secret) = &issued.api_key {
+                println!("{secret}");
+            }
+            if let (Some(access), Some(secret)) = (&issued.access_key, &issued.secret_key) {
+                println!("access_key: {access}");
+                println!("secret_key: {secret}");
+            }
         }
         KeysCommand::List { account: id } => {
             let id = account(id).await?;
@@ -601,6 +711,7 @@ fn main() -> ExitCode {
             Command::Worker => kinora_server::work(config).await,
             Command::Migrate => kinora_server::migrate(&config).await,
             Command::Keys(keys) => run_keys(&config, keys).await,
+            Command::Accounts(command) => run_accounts(&config, command).await,
             Command::Video(cli) => video::run(
                 &cli.connection.url,
                 cli.connection.api_key.as_deref(),

@@ -233,6 +233,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             submission: None,
+            charged: None,
         }
     }
 

@@ -15,6 +15,8 @@ pub struct AceError {
     pub message: String,
     /// The task the error is about, when one exists (a failed or timed-out blocking request).
     pub task_id: Option<TaskId>,
+    /// Seconds for the `Retry-After` header of a 429.
+    pub retry_after: Option<u64>,
 }
 
 impl AceError {
@@ -24,6 +26,24 @@ impl AceError {
             code,
             message: message.into(),
             task_id: None,
+            retry_after: None,
+        }
+    }
+
+    /// The refusals the shared create service gives, in this dialect's codes (§9): rate and
+    /// concurrency limits are `too_many_requests`, a short balance `used_up`.
+    pub fn from_unified(e: crate::unified::error::UnifiedError) -> Self {
+        match e.code {
+            "internal_error" => Self::internal(e.message),
+            "rate_limit_exceeded" | "concurrency_limit_exceeded" => Self {
+                retry_after: e.retry_after,
+                ..Self::new("too_many_requests", "You have exceeded the rate limit.")
+            },
+            "insufficient_balance" => Self::new(
+                "used_up",
+                "Your balance is not sufficient for current request.",
+            ),
+            _ => Self::bad_request(e.message),
         }
     }
 

@@ -23,7 +23,8 @@ use crate::extend;
 use crate::http::RequestId;
 use crate::official::extend::refusal;
 use crate::unified::error::UnifiedError;
-use crate::unified::service::{create_task, submission};
+use crate::billing::admission::SubmitPermit;
+use crate::unified::service::{create_task, submission, submit_permit};
 use crate::unified::submit::ParsedSubmit;
 use crate::Services;
 
@@ -49,7 +50,11 @@ pub fn routes() -> Router<Arc<Services>> {
 fn respond(trace_id: RequestId, result: Result<(StatusCode, Value)>) -> Response {
     match result {
         Ok((status, body)) => (status, Json(body)).into_response(),
-        Err(e) => (e.status, Json(e.body(trace_id))).into_response(),
+        Err(e) => {
+            let mut response = (e.status, Json(e.body(trace_id))).into_response();
+            crate::http::set_retry_after(&mut response, e.retry_after);
+            response
+        }
     }
 }
 
@@ -112,10 +117,7 @@ fn json_body(body: std::result::Result<Bytes, BytesRejection>) -> Result<Value> 
 
 /// A refusal from the shared create service in this dialect's codes.
 fn service_error(e: UnifiedError) -> AceError {
-    match e.code {
-        "internal_error" => AceError::internal(e.message),
-        _ => AceError::bad_request(e.message),
-    }
+    AceError::from_unified(e)
 }
 
 async fn videos(
@@ -126,6 +128,9 @@ async fn videos(
 ) -> Response {
     let result = async {
         let caller = caller(&services, &headers).await?;
+        let permit = submit_permit(&services, caller)
+            .await
+            .map_err(service_error)?;
         let value = json_body(body)?;
         let (submit, delivery) = parse_videos(&value, &services.capabilities)?;
         let parsed = match submit {
@@ -144,7 +149,7 @@ async fn videos(
                     .map_err(from_official)?
             }
         };
-        create_and_answer(&services, caller, parsed, &value, delivery, trace_id).await
+        create_and_answer(&services, caller, permit, parsed, &value, delivery, trace_id).await
     }
     .await;
     respond(trace_id, result)
@@ -158,9 +163,12 @@ async fn motion(
 ) -> Response {
     let result = async {
         let caller = caller(&services, &headers).await?;
+        let permit = submit_permit(&services, caller)
+            .await
+            .map_err(service_error)?;
         let value = json_body(body)?;
         let (parsed, delivery) = parse_motion(&value, &services.capabilities)?;
-        create_and_answer(&services, caller, parsed, &value, delivery, trace_id).await
+        create_and_answer(&services, caller, permit, parsed, &value, delivery, trace_id).await
     }
     .await;
     respond(trace_id, result)
@@ -171,13 +179,14 @@ async fn motion(
 async fn create_and_answer(
     services: &Services,
     caller: Caller,
+    permit: SubmitPermit,
     mut parsed: ParsedSubmit,
     body: &Value,
     delivery: Delivery,
     trace_id: RequestId,
 ) -> Result<(StatusCode, Value)> {
     parsed.dialect = Dialect::AceData;
-    let task = create_task(services, caller, parsed, submission(trace_id, body))
+    let task = create_task(services, caller, permit, parsed, submission(trace_id, body))
         .await
         .map_err(service_error)?;
     if delivery.asynchronous {

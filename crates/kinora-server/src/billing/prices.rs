@@ -147,10 +147,7 @@ impl PriceTable {
 
     /// The price of a request: per second times its length, rounded up to a whole minor unit.
     pub fn price(&self, request: &Priced<'_>) -> Option<i64> {
-        let per_second = self.per_second(request)?;
-        let duration = i64::try_from(request.duration_ms).ok()?;
-        let milli = per_second.checked_mul(duration)?;
-        Some((milli + 999) / 1000)
+        kinora_core::billing::price_for_duration(self.per_second(request)?, request.duration_ms)
     }
 }
 

@@ -12,6 +12,8 @@ pub struct OfficialError {
     pub status: StatusCode,
     pub code: u32,
     pub message: String,
+    /// Seconds for the `Retry-After` header (429s that may be retried).
+    pub retry_after: Option<u64>,
 }
 
 impl OfficialError {
@@ -20,7 +22,26 @@ impl OfficialError {
             status: status_of(code),
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: Option<u64>) -> Self {
+        self.retry_after = seconds;
+        self
+    }
+
+    /// The refusals the shared create service gives, in this dialect's codes: 1302 request
+    /// rate, 1303 concurrency, 1102 balance (§6.1's order), 1201 for field rules.
+    pub fn from_unified(e: crate::unified::error::UnifiedError) -> Self {
+        let code = match e.code {
+            "internal_error" => 5000,
+            "rate_limit_exceeded" => 1302,
+            "concurrency_limit_exceeded" => 1303,
+            "insufficient_balance" => 1102,
+            _ => 1201,
+        };
+        Self::new(code, e.message).with_retry_after(e.retry_after)
     }
 
     /// 1201: a field, capability or paging rule.

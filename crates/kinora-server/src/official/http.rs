@@ -24,7 +24,7 @@ use crate::auth::Caller;
 use crate::extend;
 use crate::http::RequestId;
 use crate::unified::error::UnifiedError;
-use crate::unified::service::{create_task, submission};
+use crate::unified::service::{create_task, submission, submit_permit};
 use crate::Services;
 
 type Result<T> = std::result::Result<T, OfficialError>;
@@ -99,6 +99,9 @@ async fn create(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Value> {
     let caller = caller(services, headers).await?;
+    let permit = submit_permit(services, caller)
+        .await
+        .map_err(service_error)?;
     let value = json_body(body)?;
     let table = &services.capabilities;
     let parsed = match kind {
@@ -120,7 +123,7 @@ async fn create(
             fields.plan(source, table)?
         }
     };
-    let task = create_task(services, caller, parsed, submission(request_id, &value))
+    let task = create_task(services, caller, permit, parsed, submission(request_id, &value))
         .await
         .map_err(service_error)?;
     Ok(created_data(&task))
@@ -137,10 +140,7 @@ pub fn json_body(body: std::result::Result<Bytes, BytesRejection>) -> Result<Val
 
 /// A refusal from the shared create service in this dialect's codes.
 fn service_error(e: UnifiedError) -> OfficialError {
-    match e.code {
-        "internal_error" => OfficialError::internal(e.message),
-        _ => OfficialError::invalid(e.message),
-    }
+    OfficialError::from_unified(e)
 }
 
 /// The create response's `data` (§6.1): the fresh task.
@@ -159,7 +159,11 @@ pub fn created_data(task: &Task) -> Value {
 pub fn respond(request_id: RequestId, result: Result<Value>) -> Response {
     match result {
         Ok(data) => Json(envelope(request_id, data)).into_response(),
-        Err(e) => (e.status, Json(e.body(request_id))).into_response(),
+        Err(e) => {
+            let mut response = (e.status, Json(e.body(request_id))).into_response();
+            crate::http::set_retry_after(&mut response, e.retry_after);
+            response
+        }
     }
 }
 

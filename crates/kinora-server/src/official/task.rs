@@ -6,6 +6,7 @@ use kinora_core::{Task, TaskKind, TaskState};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::billing::admission::{final_charge, units_text};
 use crate::files::FileUrls;
 
 /// The `task_status` a client of this dialect sees (§5.2). A task canceled inside kinora has
@@ -76,9 +77,8 @@ pub fn task_object(task: &Task, files: &FileUrls) -> Value {
     {
         body.insert("watermark_info".into(), json!({"enabled": enabled}));
     }
-    if task.state.is_terminal() {
-        // Nothing is metered yet (the default account is unmetered), so nothing was charged.
-        body.insert("final_unit_deduction".into(), json!("0"));
+    if let Some(charged) = final_charge(task.state, task.charged) {
+        body.insert("final_unit_deduction".into(), json!(units_text(charged)));
     }
     body.insert("created_at".into(), json!(task.created_at));
     body.insert("updated_at".into(), json!(task.updated_at));

@@ -18,9 +18,12 @@ pub struct UnifiedError {
     pub message: String,
     /// The offending field path (`camera_control.config.zoom`), if one is to blame.
     pub param: Option<String>,
+    /// Seconds for the `Retry-After` header of a 429.
+    pub retry_after: Option<u64>,
 }
 
 const INVALID_REQUEST: &str = "invalid_request_error";
+const RATE_LIMIT: &str = "rate_limit_error";
 
 impl UnifiedError {
     fn new(
@@ -36,7 +39,47 @@ impl UnifiedError {
             code,
             message: message.into(),
             param: param.map(str::to_owned),
+            retry_after: None,
         }
+    }
+
+    /// 429 `rate_limit_exceeded`: the key's submits per second.
+    pub fn rate_limited(retry_after_seconds: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_seconds),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                RATE_LIMIT,
+                "rate_limit_exceeded",
+                "this key is over its submits per second; retry after the Retry-After seconds",
+                None,
+            )
+        }
+    }
+
+    /// 429 `concurrency_limit_exceeded`: the key's unfinished tasks.
+    pub fn concurrency_limited(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(crate::billing::admission::CONCURRENCY_RETRY_AFTER_SECONDS),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                RATE_LIMIT,
+                "concurrency_limit_exceeded",
+                message,
+                None,
+            )
+        }
+    }
+
+    /// 402 `insufficient_balance`.
+    pub fn insufficient_balance(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_quota",
+            "insufficient_balance",
+            message,
+            None,
+        )
     }
 
     pub fn invalid_json(message: impl Into<String>) -> Self {
@@ -191,9 +234,21 @@ impl From<AuthFailure> for UnifiedError {
     }
 }
 
+impl From<crate::billing::admission::SubmitRefusal> for UnifiedError {
+    fn from(refusal: crate::billing::admission::SubmitRefusal) -> Self {
+        match refusal {
+            crate::billing::admission::SubmitRefusal::RateLimited {
+                retry_after_seconds,
+            } => Self::rate_limited(retry_after_seconds),
+        }
+    }
+}
+
 impl IntoResponse for UnifiedError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        crate::http::set_retry_after(&mut response, self.retry_after);
+        response
     }
 }
 

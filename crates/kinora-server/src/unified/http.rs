@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::elements::parse_page;
 use super::error::UnifiedError;
-use super::service::{create_task, submission};
+use super::service::{create_task, submission, submit_permit};
 use super::submit::parse_submit;
 use super::task::{engine_note, model_name, task_body};
 use crate::auth::Caller;
@@ -85,6 +85,7 @@ async fn create_video(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, UnifiedError> {
     let caller = caller(&services, &headers).await?;
+    let permit = submit_permit(&services, caller).await?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             UnifiedError::request_too_large(MAX_BODY_BYTES)
@@ -95,7 +96,14 @@ async fn create_video(
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| UnifiedError::invalid_json(format!("the request body is not JSON: {e}")))?;
     let parsed = parse_submit(&value)?;
-    let task = create_task(&services, caller, parsed, submission(request_id, &value)).await?;
+    let task = create_task(
+        &services,
+        caller,
+        permit,
+        parsed,
+        submission(request_id, &value),
+    )
+    .await?;
     Ok(Json(created_body(&task)))
 }
 

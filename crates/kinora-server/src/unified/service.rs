@@ -19,6 +19,7 @@ use tracing::warn;
 use super::error::UnifiedError;
 use super::submit::{MediaSlot, ParsedSubmit, PendingMedia};
 use crate::auth::Caller;
+use crate::billing::admission::{admission, expected_output_ms, price_hold, Quote, SubmitPermit};
 use crate::elements::{self, ElementError};
 use crate::Services;
 
@@ -113,11 +114,21 @@ pub fn submission(trace_id: impl std::fmt::Display, body: &Value) -> Submission 
     }
 }
 
-/// Creates the task for a checked request on behalf of `caller`; `submission` is the request
-/// it came from.
+/// The key's request-rate check, first after authentication (§7.1 step 2).
+pub async fn submit_permit(services: &Services, caller: Caller) -> Result<SubmitPermit> {
+    services
+        .open_submit(caller)
+        .await
+        .map_err(server_error)?
+        .map_err(UnifiedError::from)
+}
+
+/// Creates the task for a checked request on behalf of `caller`, under the `permit` its key's
+/// rate check gave; `submission` is the request it came from.
 pub async fn create_task(
     services: &Services,
     caller: Caller,
+    permit: SubmitPermit,
     parsed: ParsedSubmit,
     submission: Submission,
 ) -> Result<Task> {
@@ -130,7 +141,7 @@ pub async fn create_task(
             .map_err(media_error)?;
     }
     let task_id = TaskId::new();
-    let created = stage_and_create(services, caller, &parsed, task_id, submission).await;
+    let created = stage_and_create(services, (caller, permit), &parsed, task_id, submission).await;
     if created.is_err() {
         if let Err(e) = services.stager.discard(&task_id).await {
             warn!(task = %task_id, error = %e, "could not remove the inputs of a refused request");
@@ -141,7 +152,7 @@ pub async fn create_task(
 
 async fn stage_and_create(
     services: &Services,
-    caller: Caller,
+    (caller, permit): (Caller, SubmitPermit),
     parsed: &ParsedSubmit,
     task_id: TaskId,
     submission: Submission,
@@ -156,6 +167,20 @@ async fn stage_and_create(
     .map_err(media_error)?;
     let mut request = assemble(parsed, &staged)?;
     request.elements = resolve_elements(services, caller, parsed, &task_id).await?;
+    let hold = if permit.metered {
+        let quote = Quote {
+            model: &parsed.model_name,
+            kind: parsed.kind,
+            request: &request,
+            voice_billed: parsed.voice_billed,
+            expected_ms: expected_output_ms(parsed.kind, &request, &staged),
+        };
+        let hold = price_hold(&services.prices, &quote, caller.app)
+            .map_err(|e| UnifiedError::invalid_model(e.message))?;
+        Some(hold)
+    } else {
+        None
+    };
     let new = NewTask {
         id: task_id,
         account_id: caller.account,
@@ -168,14 +193,20 @@ async fn stage_and_create(
         callback_url: parsed.callback_url.clone(),
         submission: Some(submission),
     };
-    match services.store.create_task(new, JobKind::SUBMIT_TASK).await {
+    let admitted = services
+        .store
+        .admit_task(new, JobKind::SUBMIT_TASK, admission(caller, permit, hold))
+        .await;
+    match admitted {
         Ok((task, _)) => Ok(task),
-        Err(e) if e.code() == ErrorCode::DuplicateExternalTaskId => {
-            Err(UnifiedError::duplicate_external_task_id(
+        Err(e) => Err(match e.code() {
+            ErrorCode::DuplicateExternalTaskId => UnifiedError::duplicate_external_task_id(
                 parsed.external_task_id.as_deref().unwrap_or_default(),
-            ))
-        }
-        Err(e) => Err(server_error(e)),
+            ),
+            ErrorCode::ConcurrencyLimit => UnifiedError::concurrency_limited(e.message()),
+            ErrorCode::InsufficientBalance => UnifiedError::insufficient_balance(e.message()),
+            _ => server_error(e),
+        }),
     }
 }
 

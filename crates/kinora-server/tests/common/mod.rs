@@ -118,7 +118,7 @@ impl Server {
             .create_account("b")
             .await
             .expect("account");
-        auth::issue_key(&*self.services.store, Some(other.id), "b")
+        auth::issue_key(&*self.services.store, Some(other.id), None, "b")
             .await
             .expect("key")
             .secret
