@@ -288,8 +288,14 @@ pub struct AdminConfig {
 
 impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let token = if self.token.is_empty() { "" } else { "<redacted>" };
-        f.debug_struct("AdminConfig").field("token", &token).finish()
+        let token = if self.token.is_empty() {
+            ""
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("AdminConfig")
+            .field("token", &token)
+            .finish()
     }
 }
 

@@ -162,7 +162,10 @@ enum AccountsCommand {
     },
 }
 
-async fn run_accounts(config: &Config, command: AccountsCommand) -> Result<(), kinora_server::Error> {
+async fn run_accounts(
+    config: &Config,
+    command: AccountsCommand,
+) -> Result<(), kinora_server::Error> {
     let store = kinora_server::open_store(config).await?;
     match command {
         AccountsCommand::List => {

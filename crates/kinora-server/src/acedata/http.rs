@@ -19,11 +19,11 @@ use super::error::AceError;
 use super::record::{failure_error, final_body, task_record};
 use super::submit::{from_official, parse_motion, parse_videos, AceSubmit, Delivery};
 use crate::auth::Caller;
+use crate::billing::admission::SubmitPermit;
 use crate::extend;
 use crate::http::RequestId;
 use crate::official::extend::refusal;
 use crate::unified::error::UnifiedError;
-use crate::billing::admission::SubmitPermit;
 use crate::unified::service::{create_task, submission, submit_permit};
 use crate::unified::submit::ParsedSubmit;
 use crate::Services;
@@ -149,7 +149,10 @@ async fn videos(
                     .map_err(from_official)?
             }
         };
-        create_and_answer(&services, caller, permit, parsed, &value, delivery, trace_id).await
+        create_and_answer(
+            &services, caller, permit, parsed, &value, delivery, trace_id,
+        )
+        .await
     }
     .await;
     respond(trace_id, result)
@@ -168,7 +171,10 @@ async fn motion(
             .map_err(service_error)?;
         let value = json_body(body)?;
         let (parsed, delivery) = parse_motion(&value, &services.capabilities)?;
-        create_and_answer(&services, caller, permit, parsed, &value, delivery, trace_id).await
+        create_and_answer(
+            &services, caller, permit, parsed, &value, delivery, trace_id,
+        )
+        .await
     }
     .await;
     respond(trace_id, result)

@@ -86,7 +86,9 @@ impl From<Error> for AdminError {
 
 impl From<JsonRejection> for AdminError {
     fn from(rejection: JsonRejection) -> Self {
-        Self::invalid(format!("the request body is not the expected JSON: {rejection}"))
+        Self::invalid(format!(
+            "the request body is not the expected JSON: {rejection}"
+        ))
     }
 }
 

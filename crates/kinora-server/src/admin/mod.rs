@@ -12,7 +12,11 @@ use crate::auth;
 
 /// Creates a tenant account. Accounts an operator creates are metered from the start (their
 /// tasks need a balance) unless `metered` is false; only the bootstrap account starts free.
-pub async fn create_account(store: &dyn Store, name: &str, metered: bool) -> Result<Account, Error> {
+pub async fn create_account(
+    store: &dyn Store,
+    name: &str,
+    metered: bool,
+) -> Result<Account, Error> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(Error::invalid("an account name needs 1 to 100 characters"));

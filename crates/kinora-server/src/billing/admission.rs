@@ -119,7 +119,11 @@ pub fn check_rate(
 /// The output length a request is priced for before it runs: motion control by its
 /// reference video, an edit of a base video by the input's length, an extension by the fixed
 /// extension length, everything else by its `duration` (5 s when absent).
-pub fn expected_output_ms(kind: TaskKind, request: &GenerationRequest, staged: &[StagedInput]) -> u64 {
+pub fn expected_output_ms(
+    kind: TaskKind,
+    request: &GenerationRequest,
+    staged: &[StagedInput],
+) -> u64 {
     let staged_length = |key: &str| {
         staged
             .iter()
@@ -290,10 +294,7 @@ mod tests {
     #[test]
     fn output_is_billed_by_its_frames_and_extensions_by_their_hold() {
         let result = json!({"videos": [{"frame_count": 121}]});
-        assert_eq!(
-            billed_output_ms(TaskKind::Text2Video, &result),
-            Some(5_042)
-        );
+        assert_eq!(billed_output_ms(TaskKind::Text2Video, &result), Some(5_042));
         assert_eq!(billed_output_ms(TaskKind::VideoExtend, &result), None);
         assert_eq!(billed_output_ms(TaskKind::Text2Video, &json!({})), None);
     }

@@ -123,9 +123,15 @@ async fn create(
             fields.plan(source, table)?
         }
     };
-    let task = create_task(services, caller, permit, parsed, submission(request_id, &value))
-        .await
-        .map_err(service_error)?;
+    let task = create_task(
+        services,
+        caller,
+        permit,
+        parsed,
+        submission(request_id, &value),
+    )
+    .await
+    .map_err(service_error)?;
     Ok(created_data(&task))
 }
 
