@@ -613,8 +613,11 @@ pub trait Store: Send + Sync + 'static {
     async fn set_metering(&self, account: AccountId, metered: bool) -> Result<bool>;
     /// What a submit by a key of `app` (or of no app) on `account` is subject to; `not_found`
     /// when the account does not exist.
-    async fn submit_terms(&self, account: AccountId, app: Option<uuid::Uuid>)
-        -> Result<SubmitTerms>;
+    async fn submit_terms(
+        &self,
+        account: AccountId,
+        app: Option<uuid::Uuid>,
+    ) -> Result<SubmitTerms>;
 
     /// On a database that was never bootstrapped, creates the first account and its first key
     /// in one transaction and returns them; otherwise (already bootstrapped, by this process
@@ -781,8 +784,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_apps(&self, account: AccountId) -> Result<Vec<App>>;
 
     /// Sets an app's per-key limits; false when the account has no such app.
-    async fn set_app_limits(&self, account: AccountId, app: uuid::Uuid, limits: KeyLimits)
-        -> Result<bool>;
+    async fn set_app_limits(
+        &self,
+        account: AccountId,
+        app: uuid::Uuid,
+        limits: KeyLimits,
+    ) -> Result<bool>;
 
     /// The account's general balance (0 when nothing was ever credited).
     async fn general_balance(&self, account: AccountId) -> Result<i64>;

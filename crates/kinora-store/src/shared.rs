@@ -74,7 +74,8 @@ impl Settlement {
         match self {
             Self::Capture(actual) => actual.clamp(0, held),
             Self::CaptureOutput(Some(ms)) => {
-                kinora_core::billing::price_for_duration(per_second, ms).map_or(held, |p| p.clamp(0, held))
+                kinora_core::billing::price_for_duration(per_second, ms)
+                    .map_or(held, |p| p.clamp(0, held))
             }
             Self::CaptureOutput(None) => held,
             Self::Release => 0,

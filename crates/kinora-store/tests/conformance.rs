@@ -1765,7 +1765,11 @@ async fn admission_checks_the_key_limit_then_the_balance(db: TestDatabase, _cloc
 async fn a_task_settles_its_charge_when_it_ends(db: TestDatabase, _clock: ManualClock) {
     let store = db.store;
     let account = store.create_account("acme").await.expect("account").id;
-    let app = store.create_app(account, "web", true).await.expect("app").id;
+    let app = store
+        .create_app(account, "web", true)
+        .await
+        .expect("app")
+        .id;
     store
         .credit(account, Purse::App(app), 1_000, "top-up")
         .await
@@ -1845,7 +1849,10 @@ async fn a_task_settles_its_charge_when_it_ends(db: TestDatabase, _clock: Manual
         .await
         .expect("admit");
     run(crashed.id).await;
-    assert!(store.capture_charge(crashed.id, 350).await.expect("capture"));
+    assert!(store
+        .capture_charge(crashed.id, 350)
+        .await
+        .expect("capture"));
     assert_eq!(app_balance(&*store, account, app).await, 230);
     let after = store
         .transition_task(
@@ -1958,7 +1965,10 @@ async fn metering_and_submit_terms(db: TestDatabase, _clock: ManualClock) {
     let store = db.store;
     let account = store.create_account("acme").await.expect("account");
     assert!(!account.metered);
-    let app = store.create_app(account.id, "web", true).await.expect("app");
+    let app = store
+        .create_app(account.id, "web", true)
+        .await
+        .expect("app");
     let terms = store.submit_terms(account.id, None).await.expect("terms");
     assert_eq!(
         terms,
@@ -2006,20 +2016,31 @@ async fn metering_and_submit_terms(db: TestDatabase, _clock: ManualClock) {
         .credit(account.id, Purse::App(app.id), 10, "top-up")
         .await
         .expect("credit");
-    assert!(store.submit_terms(account.id, None).await.expect("terms").metered);
+    assert!(
+        store
+            .submit_terms(account.id, None)
+            .await
+            .expect("terms")
+            .metered
+    );
     assert!(store.set_metering(account.id, false).await.expect("off"));
-    assert!(!store
-        .get_account(account.id)
-        .await
-        .expect("get")
-        .expect("account")
-        .metered);
+    assert!(
+        !store
+            .get_account(account.id)
+            .await
+            .expect("get")
+            .expect("account")
+            .metered
+    );
     assert!(!store
         .set_metering(AccountId::new(), true)
         .await
         .expect("unknown"));
     let missing = store.submit_terms(AccountId::new(), None).await;
-    assert_eq!(missing.map_err(|e| e.code()).err(), Some(ErrorCode::NotFound));
+    assert_eq!(
+        missing.map_err(|e| e.code()).err(),
+        Some(ErrorCode::NotFound)
+    );
     let names: Vec<String> = store
         .list_accounts()
         .await

@@ -625,30 +625,20 @@ async fn run_keys(config: &Config, command: KeysCommand) -> Result<(), kinora_se
         KeysCommand::List { account: id } => {
             let id = account(id).await?;
             println!(
-                "{:<36}  {:<10}  {:<27}  {:<16}  {:<13}  revoked_at",
-                "id", "kind", "prefix / access key", "name", "created_at"
+                "{:<36}  {:<10}  {:<27}  {:<16}  {:<36}  {:<13}  revoked_at",
+                "id", "kind", "prefix / access key", "name", "app", "created_at"
             );
-            let revoked = |at: Option<i64>| at.map_or_else(|| "-".to_owned(), |t| t.to_string());
-            for key in store.list_api_keys(id).await? {
+            let or_dash = |text: Option<String>| text.unwrap_or_else(|| "-".to_owned());
+            for key in admin::list_credentials(&*store, id).await? {
                 println!(
-                    "{:<36}  {:<10}  {:<27}  {:<16}  {:<13}  {}",
+                    "{:<36}  {:<10}  {:<27}  {:<16}  {:<36}  {:<13}  {}",
                     key.id,
-                    "api-key",
-                    key.prefix,
+                    key.kind.replace('_', "-"),
+                    key.shown,
                     key.name,
+                    or_dash(key.app_id.map(|a| a.to_string())),
                     key.created_at,
-                    revoked(key.revoked_at)
-                );
-            }
-            for key in store.list_access_keys(id).await? {
-                println!(
-                    "{:<36}  {:<10}  {:<27}  {:<16}  {:<13}  {}",
-                    key.id,
-                    "access-key",
-                    key.access_key,
-                    key.name,
-                    key.created_at,
-                    revoked(key.revoked_at)
+                    or_dash(key.revoked_at.map(|t| t.to_string()))
                 );
             }
         }
@@ -657,14 +647,7 @@ async fn run_keys(config: &Config, command: KeysCommand) -> Result<(), kinora_se
             let key_id = id
                 .parse()
                 .map_err(|_| kinora_server::Error::invalid(format!("`{id}` is not a key id")))?;
-            if !store.revoke_api_key(owner, key_id).await?
-                && !store.revoke_access_key(owner, key_id).await?
-            {
-                return Err(kinora_server::Error::new(
-                    kinora_server::ErrorCode::NotFound,
-                    format!("account {owner} has no unrevoked key {id}"),
-                ));
-            }
+            admin::revoke_credential(&*store, owner, key_id).await?;
             eprintln!("revoked key {id}");
         }
     }

@@ -1094,4 +1094,61 @@ fn operators_add_apps_credit_balances_and_read_the_ledger() {
         2,
         "two entries on the general balance: {ledger}"
     );
+
+    // The credit metered the bootstrap account; an operator can turn that off again.
+    let (_, accounts, _) = kinora(&["accounts", "list"]);
+    assert!(accounts.contains("  default  yes  "), "{accounts}");
+    let (ok, _, err) = kinora(&["accounts", "metering", "off"]);
+    assert!(ok && err.contains("metering is off"), "{err}");
+    let (_, accounts, _) = kinora(&["accounts", "list"]);
+    assert!(accounts.contains("  default  no  "), "{accounts}");
+    // New tenants are metered; their apps set limits; keys are bound to an app.
+    let (ok, tenant, err) = kinora(&["accounts", "create", "acme"]);
+    assert!(ok, "{err}");
+    let tenant = tenant.trim().to_owned();
+    let (_, accounts, _) = kinora(&["accounts", "list"]);
+    assert!(
+        accounts.contains(&format!("{tenant}  acme  yes  ")),
+        "{accounts}"
+    );
+    let (ok, tenant_app, err) = kinora(&[
+        "apps",
+        "create",
+        "api",
+        "--account",
+        &tenant,
+        "--max-in-flight",
+        "4",
+    ]);
+    assert!(ok, "{err}");
+    let tenant_app = tenant_app.trim().to_owned();
+    let (ok, _, err) = kinora(&[
+        "apps",
+        "limits",
+        &tenant_app,
+        "--account",
+        &tenant,
+        "--submits-per-second",
+        "2",
+        "--max-in-flight",
+        "4",
+    ]);
+    assert!(ok, "{err}");
+    let (_, listed, _) = kinora(&["apps", "list", "--account", &tenant]);
+    assert!(
+        listed.contains(&format!("{tenant_app}  api  0  yes  2  4")),
+        "{listed}"
+    );
+    let (ok, _, err) = kinora(&["apps", "limits", &tenant_app, "--max-in-flight", "1"]);
+    assert!(
+        !ok && err.contains("has no app"),
+        "another account's app: {err}"
+    );
+    let (ok, secret, err) = kinora(&["keys", "create", "--account", &tenant, "--app", &tenant_app]);
+    assert!(ok && secret.trim().starts_with("kin_"), "{err}");
+    let (ok, _, err) = kinora(&["keys", "create", "--app", &tenant_app]);
+    assert!(
+        !ok && err.contains("does not exist"),
+        "an app of another account: {err}"
+    );
 }
