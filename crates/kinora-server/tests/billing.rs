@@ -338,7 +338,7 @@ async fn limits_are_each_dialects_rate_limit_error_with_retry_after() {
     let mock = start_mock(Duration::from_secs(30)).await;
     let server = serve_on_mock(&mock, |_| {}).await;
 
-    // One submit a second per key: a second one at once is refused before its body is read.
+    // One submit a second per key: a second one at once is refused before its body is parsed.
     let expected_rate = [
         (429, "rate_limit_exceeded"),
         (429, "1302"),

@@ -1,5 +1,5 @@
 //! What a submit must pass besides its fields: the key's request rate (before the body is
-//! read), and its price (held with the task, see `Store::admit_task`). The order is the
+//! parsed), and its price (held with the task, see `Store::admit_task`). The order is the
 //! specs' shared one: authentication → request rate → parsing … → idempotency → concurrency →
 //! balance → create and charge.
 
