@@ -62,7 +62,7 @@ pub(crate) enum Settlement {
     /// Keep this amount (at most the hold).
     Capture(i64),
     /// Keep the price of this much output at the held rate (at most the hold); the whole hold
-    /// when `None`.
+    /// when `None`, or when the hold was a fixed price (no rate).
     CaptureOutput(Option<u64>),
     /// Give everything back.
     Release,
@@ -73,11 +73,11 @@ impl Settlement {
     pub fn captured(self, held: i64, per_second: i64) -> i64 {
         match self {
             Self::Capture(actual) => actual.clamp(0, held),
-            Self::CaptureOutput(Some(ms)) => {
+            Self::CaptureOutput(Some(ms)) if per_second > 0 => {
                 kinora_core::billing::price_for_duration(per_second, ms)
                     .map_or(held, |p| p.clamp(0, held))
             }
-            Self::CaptureOutput(None) => held,
+            Self::CaptureOutput(_) => held,
             Self::Release => 0,
         }
     }

@@ -1895,6 +1895,28 @@ async fn a_task_settles_its_charge_when_it_ends(db: TestDatabase, _clock: Manual
         .await
         .expect("cancel");
     assert_eq!(free.charged, None);
+    // A hold without a rate is a fixed price: a success keeps all of it.
+    let (fixed, _) = store
+        .create_task(new_task(account, None), submit_job())
+        .await
+        .expect("task");
+    store
+        .hold_charge(fixed.id, account, Purse::App(app), 100)
+        .await
+        .expect("hold");
+    run(fixed.id).await;
+    let fixed = store
+        .transition_task(
+            fixed.id,
+            TaskTransition::Succeeded {
+                result: json!({}),
+                billed_ms: Some(1),
+            },
+        )
+        .await
+        .expect("succeed");
+    assert_eq!(fixed.charged, Some(100));
+    assert_eq!(ledger_sum(&*store, account, Purse::App(app)).await, 130);
 }
 
 async fn concurrent_admissions_never_overdraw_or_pass_the_key_limit(
