@@ -22,13 +22,8 @@ impl OfficialError {
             status: status_of(code),
             code,
             message: message.into(),
-            retry_after: None,
+            retry_after: default_retry_after(code),
         }
-    }
-
-    pub fn with_retry_after(mut self, seconds: Option<u64>) -> Self {
-        self.retry_after = seconds;
-        self
     }
 
     /// The refusals the shared create service gives, in this dialect's codes: 1302 request
@@ -41,7 +36,11 @@ impl OfficialError {
             "insufficient_balance" => 1102,
             _ => 1201,
         };
-        Self::new(code, e.message).with_retry_after(e.retry_after)
+        let mut error = Self::new(code, e.message);
+        if e.retry_after.is_some() {
+            error.retry_after = e.retry_after;
+        }
+        error
     }
 
     /// 1201: a field, capability or paging rule.
@@ -62,6 +61,19 @@ impl OfficialError {
     /// The error body: the envelope without `data`.
     pub fn body(&self, request_id: impl std::fmt::Display) -> Value {
         json!({"code": self.code, "message": self.message, "request_id": request_id.to_string()})
+    }
+}
+
+/// Every 429, 503 and 504 of this dialect carries `Retry-After` (§10, our decision): a second
+/// for the request rate, the in-flight limit's wait for concurrency, a minute for an account
+/// that needs an operator or a top-up, a few seconds for a server that is busy or timed out.
+fn default_retry_after(code: u32) -> Option<u64> {
+    match code {
+        1302 => Some(1),
+        1303 => Some(crate::billing::admission::CONCURRENCY_RETRY_AFTER_SECONDS),
+        1100..=1102 | 1304 => Some(60),
+        5001 | 5002 => Some(5),
+        _ => None,
     }
 }
 
@@ -125,6 +137,12 @@ mod tests {
         ];
         for (code, status) in table {
             assert_eq!(status_of(code).as_u16(), status, "{code}");
+            let retry = OfficialError::new(code, "x").retry_after;
+            assert_eq!(
+                retry.is_some(),
+                matches!(status, 429 | 503 | 504),
+                "{code}: Retry-After on every 429, 503 and 504"
+            );
         }
         assert_eq!(
             OfficialError::new(1303, "parallel task over resource pack limit").body("r-1"),
