@@ -274,17 +274,26 @@ pub async fn create_custom(
     account: AccountId,
     input: CustomElementInput,
 ) -> Result<Element, ElementError> {
-    // 2^53 - 2^40 free ids: a collision is drawn again, and a second one means a broken store.
+    // 2^53 - 2^40 ids: an id in use is drawn again, and three in a row mean a broken store.
+    // Its images live under the id, so an id in use (any account's, even a deleted element's)
+    // is never staged into: that would overwrite, then discard, another element's images.
     for _ in 0..3 {
         let id = rand::rng().random_range(FIRST_CUSTOM_ID..=MAX_ELEMENT_ID);
-        let created = stage_and_store(services, account, id, &input).await;
-        if !matches!(created, Ok(Some(_))) {
-            if let Err(e) = services.stager.discard_element(id).await {
-                warn!(element = id, error = %e, "could not remove the images of a refused element");
-            }
+        if services.store.element_id_in_use(id).await? {
+            continue;
         }
-        if let Some(element) = created? {
-            return Ok(element);
+        let created = stage_and_store(services, account, id, &input).await;
+        match created {
+            Ok(Some(element)) => return Ok(element),
+            // Another create took the id between the check and the insert (two draws of one
+            // id in the same instant): discarding now would delete that element's images.
+            Ok(None) => continue,
+            Err(e) => {
+                if let Err(discard) = services.stager.discard_element(id).await {
+                    warn!(element = id, error = %discard, "could not remove the images of a refused element");
+                }
+                return Err(e);
+            }
         }
     }
     Err(ElementError::Internal(

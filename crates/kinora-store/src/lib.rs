@@ -641,6 +641,9 @@ pub trait Store: Send + Sync + 'static {
     /// An element the account may use: one of its own custom elements or a preset; deleted
     /// ones are gone.
     async fn get_element(&self, account: AccountId, id: i64) -> Result<Option<Element>>;
+    /// Whether any element, of any account, deleted or not, has this id: a new element's
+    /// images are stored under its id, so an id in use must never be staged into.
+    async fn element_id_in_use(&self, id: i64) -> Result<bool>;
     /// A page (1-based) of the account's custom elements, or of the presets when `account` is
     /// `None`, newest first.
     async fn list_elements(

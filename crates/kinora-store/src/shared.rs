@@ -788,6 +788,15 @@ macro_rules! impl_store {
                     .transpose()
             }
 
+            async fn element_id_in_use(&self, id: i64) -> $crate::Result<bool> {
+                let found: Option<i64> = sqlx::query_scalar("SELECT id FROM elements WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| $crate::error::db_error("find element id", e))?;
+                Ok(found.is_some())
+            }
+
             async fn list_elements(&self, account: Option<kinora_core::AccountId>, page: u32, page_size: u32) -> $crate::Result<Vec<$crate::Element>> {
                 let offset = i64::from(page.max(1) - 1) * i64::from(page_size);
                 let rows = match account {

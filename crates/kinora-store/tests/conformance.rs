@@ -568,6 +568,10 @@ async fn elements_are_scoped_paged_and_deleted(db: TestDatabase, clock: ManualCl
     assert!(!store.delete_element(a, 1_000_002).await.expect("delete"));
     assert_eq!(store.get_element(a, 1_000_002).await.expect("get"), None);
     assert_eq!(page(Some(a), 1, 30).await, [1_000_003, 1_000_001]);
+    // An id stays in use for every account, even once its element is deleted.
+    assert!(store.element_id_in_use(1_000_002).await.expect("in use"));
+    assert!(store.element_id_in_use(146).await.expect("in use"));
+    assert!(!store.element_id_in_use(1_000_009).await.expect("in use"));
 }
 
 async fn server_secrets_are_created_once(db: TestDatabase, _clock: ManualClock) {
