@@ -647,6 +647,16 @@ async fn the_admin_api_manages_accounts_apps_keys_and_balances() {
     .await;
     assert_eq!(after.status, 401);
 
+    let bad_query = admin_call(
+        "GET",
+        format!("/accounts/{account}/ledger?app_id=1&x=2"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (bad_query.status, code_of(&bad_query.body)),
+        (400, "invalid_request".to_owned())
+    );
     let unknown = admin_call("GET", format!("/accounts/{}", AccountId::new()), None).await;
     assert_eq!(
         (unknown.status, code_of(&unknown.body)),

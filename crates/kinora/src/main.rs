@@ -284,8 +284,17 @@ async fn run_balance(
     let account = account_or_default(&*store, account).await?;
     match command.unwrap_or(BalanceCommand::Show) {
         BalanceCommand::Show => {
-            println!("general  {}", store.general_balance(account).await?);
-            for app in store.list_apps(account).await? {
+            let balances = admin::balances(&*store, account).await?;
+            println!(
+                "metered  {}",
+                if balances.metered {
+                    "yes"
+                } else {
+                    "no (tasks are free)"
+                }
+            );
+            println!("general  {}", balances.general_balance);
+            for app in balances.apps {
                 println!("app {} ({})  {}", app.id, app.name, app.balance);
             }
         }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -89,6 +89,12 @@ impl From<JsonRejection> for AdminError {
         Self::invalid(format!(
             "the request body is not the expected JSON: {rejection}"
         ))
+    }
+}
+
+impl From<QueryRejection> for AdminError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::invalid(format!("the query string is not understood: {rejection}"))
     }
 }
 
@@ -409,10 +415,11 @@ struct LedgerQuery {
 async fn ledger(
     State(services): State<Arc<Services>>,
     Path(account): Path<String>,
-    Query(query): Query<LedgerQuery>,
+    query: std::result::Result<Query<LedgerQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<Value>> {
     authorize(&services, &headers)?;
+    let Query(query) = query?;
     let id = account_id(&account)?;
     let purse = purse(query.app_id.as_deref())?;
     to_json(json!({"data": super::ledger(&*services.store, id, purse).await?}))
