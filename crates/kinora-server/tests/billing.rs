@@ -102,6 +102,15 @@ fn submits(prompt: &str) -> [(&'static str, Value); 3] {
     ]
 }
 
+const UNIFIED: usize = 0;
+const OFFICIAL: usize = 1;
+
+/// Submits `prompt` in the dialect at `index` of [`submits`].
+async fn submit(server: &Server, key: &str, index: usize, prompt: &str) -> Answer {
+    let (path, body) = submits(prompt).into_iter().nth(index).expect("a dialect");
+    call(server, key, "POST", path, Some(body)).await
+}
+
 /// The error code an answer carries, in whichever dialect's shape.
 fn code_of(body: &Value) -> String {
     match &body["error"]["code"] {
@@ -161,14 +170,7 @@ async fn a_metered_task_is_held_captured_by_its_output_and_a_failed_one_refunded
     let account = server.account().await;
     let store = &server.services.store;
     // A fresh install is unmetered: nothing is held or charged.
-    let free = call(
-        &server,
-        &server.key,
-        "POST",
-        "/v1/videos/text2video",
-        Some(submits("free")[1].1.clone()),
-    )
-    .await;
+    let free = submit(&server, &server.key, OFFICIAL, "free").await;
     assert_eq!(free.status, 200, "{}", free.body);
     let free_id = free.body["data"]["task_id"]
         .as_str()
@@ -193,14 +195,7 @@ async fn a_metered_task_is_held_captured_by_its_output_and_a_failed_one_refunded
         .credit(account, Purse::General, 10_000, "top-up")
         .await
         .expect("credit");
-    let paid = call(
-        &server,
-        &server.key,
-        "POST",
-        "/v1/videos/text2video",
-        Some(submits("paid")[1].1.clone()),
-    )
-    .await;
+    let paid = submit(&server, &server.key, OFFICIAL, "paid").await;
     assert_eq!(paid.status, 200, "{}", paid.body);
     let paid_id = paid.body["data"]["task_id"]
         .as_str()
@@ -220,12 +215,11 @@ async fn a_metered_task_is_held_captured_by_its_output_and_a_failed_one_refunded
     );
 
     // A failed task is refunded in full, in every dialect's view of it.
-    let failing = call(
+    let failing = submit(
         &server,
         &server.key,
-        "POST",
-        "/v1/videos",
-        Some(submits(&format!("doomed {FAIL_MARKER}"))[0].1.clone()),
+        UNIFIED,
+        &format!("doomed {FAIL_MARKER}"),
     )
     .await;
     assert_eq!(failing.status, 200, "{}", failing.body);
@@ -304,14 +298,7 @@ async fn a_short_balance_is_each_dialects_own_refusal() {
     admin::set_metering(&*server.services.store, account, false)
         .await
         .expect("off");
-    let answer = call(
-        &server,
-        &server.key,
-        "POST",
-        "/v1/videos",
-        Some(submits("free")[0].1.clone()),
-    )
-    .await;
+    let answer = submit(&server, &server.key, UNIFIED, "free").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
 }
 
@@ -407,23 +394,9 @@ async fn limits_are_each_dialects_rate_limit_error_with_retry_after() {
         let mock = start_mock(Duration::from_secs(30)).await;
         serve_on_mock(&mock, |config| config.limits.max_in_flight = 1).await
     };
-    let first = call(
-        &defaulted,
-        &defaulted.key,
-        "POST",
-        "/v1/videos",
-        Some(submits("a")[0].1.clone()),
-    )
-    .await;
+    let first = submit(&defaulted, &defaulted.key, UNIFIED, "a").await;
     assert_eq!(first.status, 200, "{}", first.body);
-    let second = call(
-        &defaulted,
-        &defaulted.key,
-        "POST",
-        "/v1/videos",
-        Some(submits("b")[0].1.clone()),
-    )
-    .await;
+    let second = submit(&defaulted, &defaulted.key, UNIFIED, "b").await;
     assert_eq!(code_of(&second.body), "concurrency_limit_exceeded");
 }
 
@@ -569,14 +542,7 @@ async fn the_admin_api_manages_accounts_apps_keys_and_balances() {
         .is_some_and(|s| !s.is_empty()));
 
     // A metered account with no money cannot submit; a credit to the app pays.
-    let poor = call(
-        &server,
-        &secret,
-        "POST",
-        "/v1/videos",
-        Some(json!({"model": "kling-v2-6", "prompt": "p"})),
-    )
-    .await;
+    let poor = submit(&server, &secret, UNIFIED, "p").await;
     assert_eq!(
         (poor.status, code_of(&poor.body)),
         (402, "insufficient_balance".to_owned())
@@ -591,14 +557,7 @@ async fn the_admin_api_manages_accounts_apps_keys_and_balances() {
         (credited.status, credited.body["balance"].as_i64()),
         (200, Some(5_000))
     );
-    let paid = call(
-        &server,
-        &secret,
-        "POST",
-        "/v1/videos",
-        Some(json!({"model": "kling-v2-6", "prompt": "p"})),
-    )
-    .await;
+    let paid = submit(&server, &secret, UNIFIED, "p").await;
     assert_eq!(paid.status, 200, "{}", paid.body);
     let shown = admin_call("GET", format!("/accounts/{account}"), None).await;
     assert_eq!(
@@ -637,14 +596,7 @@ async fn the_admin_api_manages_accounts_apps_keys_and_balances() {
     );
     let revoked = admin_call("DELETE", format!("/accounts/{account}/keys/{key_id}"), None).await;
     assert_eq!(revoked.status, 204);
-    let after = call(
-        &server,
-        &secret,
-        "POST",
-        "/v1/videos",
-        Some(json!({"model": "kling-v2-6", "prompt": "p"})),
-    )
-    .await;
+    let after = submit(&server, &secret, UNIFIED, "p").await;
     assert_eq!(after.status, 401);
 
     let bad_query = admin_call(

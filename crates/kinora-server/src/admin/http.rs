@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
@@ -110,31 +111,38 @@ impl IntoResponse for AdminError {
 
 type Result<T> = std::result::Result<T, AdminError>;
 
-/// Lets the request through only with the configured token; compares digests so the time taken
-/// says nothing about how much of a guess was right.
-fn authorize(services: &Services, headers: &HeaderMap) -> Result<()> {
-    let expected = &services.config.admin.token;
-    if expected.is_empty() {
-        return Err(AdminError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "the admin API is off (set admin.token to turn it on)",
-        ));
+/// Proof that a request carries the configured admin token. Extracting it refuses every other
+/// request; digests are compared, so the time taken says nothing about how much of a guess
+/// was right.
+pub struct Operator;
+
+impl FromRequestParts<Arc<Services>> for Operator {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Arc<Services>) -> Result<Self> {
+        let expected = &services.config.admin.token;
+        if expected.is_empty() {
+            return Err(AdminError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "the admin API is off (set admin.token to turn it on)",
+            ));
+        }
+        let given = bearer_token(parts.headers.get(header::AUTHORIZATION)).unwrap_or_default();
+        let digest = |text: &str| Sha256::digest(text.as_bytes());
+        let differs = digest(given)
+            .iter()
+            .zip(digest(expected).iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if differs != 0 {
+            return Err(AdminError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send the admin token as `Authorization: Bearer <token>`",
+            ));
+        }
+        Ok(Self)
     }
-    let given = bearer_token(headers.get(header::AUTHORIZATION)).unwrap_or_default();
-    let digest = |text: &str| Sha256::digest(text.as_bytes());
-    let differs = digest(given)
-        .iter()
-        .zip(digest(expected).iter())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    if differs != 0 {
-        return Err(AdminError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send the admin token as `Authorization: Bearer <token>`",
-        ));
-    }
-    Ok(())
 }
 
 fn account_id(text: &str) -> Result<AccountId> {
@@ -160,11 +168,7 @@ fn to_json(value: impl serde::Serialize) -> Result<Json<Value>> {
         .map_err(|e| AdminError::from(Error::internal(format!("answer does not serialise: {e}"))))
 }
 
-async fn list_accounts(
-    State(services): State<Arc<Services>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>> {
-    authorize(&services, &headers)?;
+async fn list_accounts(State(services): State<Arc<Services>>, _: Operator) -> Result<Json<Value>> {
     to_json(json!({"data": services.store.list_accounts().await?}))
 }
 
@@ -183,10 +187,9 @@ fn default_true() -> bool {
 
 async fn create_account(
     State(services): State<Arc<Services>>,
-    headers: HeaderMap,
+    _: Operator,
     body: std::result::Result<Json<NewAccount>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    authorize(&services, &headers)?;
     let Json(body) = body?;
     let account = super::create_account(&*services.store, &body.name, body.metered).await?;
     Ok((StatusCode::CREATED, to_json(account)?))
@@ -195,9 +198,8 @@ async fn create_account(
 async fn show_account(
     State(services): State<Arc<Services>>,
     Path(account): Path<String>,
-    headers: HeaderMap,
+    _: Operator,
 ) -> Result<Json<Value>> {
-    authorize(&services, &headers)?;
     let id = account_id(&account)?;
     let found = super::account(&*services.store, id).await?;
     let balances = super::balances(&*services.store, id).await?;
@@ -220,10 +222,9 @@ struct Metering {
 async fn set_metering(
     State(services): State<Arc<Services>>,
     Path(account): Path<String>,
-    headers: HeaderMap,
+    _: Operator,
     body: std::result::Result<Json<Metering>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    authorize(&services, &headers)?;
     let Json(body) = body?;
     let id = account_id(&account)?;
     super::set_metering(&*services.store, id, body.metered).await?;
@@ -233,9 +234,8 @@ async fn set_metering(
 async fn list_apps(
     State(services): State<Arc<Services>>,
     Path(account): Path<String>,
-    headers: HeaderMap,
+    _: Operator,
 ) -> Result<Json<Value>> {
-    authorize(&services, &headers)?;
     let id = account_id(&account)?;
     to_json(json!({"data": super::balances(&*services.store, id).await?.apps}))
 }
@@ -269,10 +269,9 @@ struct NewApp {
 async fn create_app(
     State(services): State<Arc<Services>>,
     Path(account): Path<String>,
-    headers: HeaderMap,
+    _: Operator,
     body: std::result::Result<Json<NewApp>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    authorize(&services, &headers)?;
     let Json(body) = body?;
     let id = account_id(&account)?;
     let limits = KeyLimits {
@@ -293,10 +292,9 @@ async fn create_app(
 async fn set_limits(
     State(services): State<Arc<Services>>,
     Path((account, app)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: Operator,
     body: std::result::Result<Json<Limits>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    authorize(&services, &headers)?;
     let Json(body) = body?;
     let (id, app) = (account_id(&account)?, uuid_of("an app", &app)?);
     let limits = KeyLimits::from(body);
@@ -307,9 +305,8 @@ async fn set_limits(
 async fn list_keys(
     State(services): State<Arc<Services>>,
     Path(account): Path<String>,
-    headers: HeaderMap,
+    _: Operator,
 ) -> Result<Json<Value>> {
-    authorize(&services, &headers)?;
     let id = account_id(&account)?;
     to_json(json!({"data": super::list_credentials(&*services.store, id).await?}))
 }
@@ -332,10 +329,9 @@ fn default_key_name() -> String {
 async fn create_key(
     State(services): State<Arc<Services>>,
     Path(account): Path<String>,
-    headers: HeaderMap,
+    _: Operator,
     body: std::result::Result<Json<NewKey>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    authorize(&services, &headers)?;
     let Json(body) = body?;
     let id = account_id(&account)?;
     let kind = match body.kind.as_deref() {
@@ -367,9 +363,8 @@ async fn create_key(
 async fn revoke_key(
     State(services): State<Arc<Services>>,
     Path((account, key)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: Operator,
 ) -> Result<StatusCode> {
-    authorize(&services, &headers)?;
     let (id, key) = (account_id(&account)?, uuid_of("a key", &key)?);
     super::revoke_credential(&*services.store, id, key).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -392,10 +387,9 @@ fn default_note() -> String {
 async fn credit(
     State(services): State<Arc<Services>>,
     Path(account): Path<String>,
-    headers: HeaderMap,
+    _: Operator,
     body: std::result::Result<Json<Credit>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    authorize(&services, &headers)?;
     let Json(body) = body?;
     let id = account_id(&account)?;
     if body.note.chars().count() > 500 {
@@ -416,9 +410,8 @@ async fn ledger(
     State(services): State<Arc<Services>>,
     Path(account): Path<String>,
     query: std::result::Result<Query<LedgerQuery>, QueryRejection>,
-    headers: HeaderMap,
+    _: Operator,
 ) -> Result<Json<Value>> {
-    authorize(&services, &headers)?;
     let Query(query) = query?;
     let id = account_id(&account)?;
     let purse = purse(query.app_id.as_deref())?;
