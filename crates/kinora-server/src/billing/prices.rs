@@ -256,6 +256,36 @@ mod tests {
         );
     }
 
+    /// A metered account can use every model, feature and mode the capability table offers:
+    /// the built-in price table prices each, with and without sound where sound is offered.
+    #[test]
+    fn everything_the_capability_table_offers_has_a_price() {
+        let table = PriceTable::parse(DEFAULT_PRICES).expect("built-in table");
+        let capabilities =
+            crate::official::capabilities::CapabilityTable::builtin().expect("capabilities");
+        let mut checked = 0;
+        for (endpoint, model, caps) in capabilities.entries() {
+            for mode in &caps.modes {
+                let sound_offered = caps
+                    .features
+                    .get("sound on")
+                    .is_some_and(|rule| rule.modes.as_ref().is_none_or(|m| m.contains(mode)));
+                for sound in [false, sound_offered] {
+                    let priced = Priced {
+                        sound,
+                        ..request(model, endpoint, mode, 5)
+                    };
+                    assert!(
+                        table.per_second(&priced).is_some(),
+                        "no price for {endpoint} {model} {mode} sound={sound}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 40, "{checked}");
+    }
+
     #[test]
     fn a_price_rounds_up_to_a_whole_minor_unit() {
         let table =

@@ -103,6 +103,15 @@ impl CapabilityTable {
         self.endpoints.values().any(|m| m.contains_key(model))
     }
 
+    /// Every (endpoint, model, capabilities) the table offers.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str, &ModelCapabilities)> {
+        self.endpoints.iter().flat_map(|(endpoint, models)| {
+            models
+                .iter()
+                .map(move |(model, caps)| (endpoint.as_str(), model.as_str(), caps))
+        })
+    }
+
     /// The model's entry on `endpoint`, if it is offered there.
     pub fn model(&self, endpoint: &str, model: &str) -> Option<&ModelCapabilities> {
         self.endpoints.get(endpoint)?.get(model)
