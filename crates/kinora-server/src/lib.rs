@@ -112,8 +112,7 @@ impl Services {
     pub async fn open_submit(
         &self,
         caller: auth::Caller,
-    ) -> Result<Result<billing::admission::SubmitPermit, billing::admission::SubmitRefusal>, Error>
-    {
+    ) -> Result<Result<kinora_store::SubmitTerms, billing::admission::SubmitRefusal>, Error> {
         let terms = self.store.submit_terms(caller.account, caller.app).await?;
         Ok(billing::admission::check_rate(
             &self.submit_rate,

@@ -1690,6 +1690,20 @@ fn hold(purse: Purse, price: i64) -> PriceHold {
     }
 }
 
+fn succeed_billing(billed_ms: Option<u64>) -> TaskTransition {
+    TaskTransition::Succeeded {
+        result: json!({}),
+        billed_ms,
+    }
+}
+
+fn fail_with(message: &str) -> TaskTransition {
+    TaskTransition::Failed {
+        class: FailureClass::Internal,
+        message: message.into(),
+    }
+}
+
 async fn admission_checks_the_key_limit_then_the_balance(db: TestDatabase, _clock: ManualClock) {
     let store = db.store;
     let account = store.create_account("acme").await.expect("account").id;
@@ -1743,13 +1757,7 @@ async fn admission_checks_the_key_limit_then_the_balance(db: TestDatabase, _cloc
     assert_eq!(store.general_balance(account).await.expect("general"), 50);
     // A finished task frees its place.
     store
-        .transition_task(
-            first.0.id,
-            TaskTransition::Failed {
-                class: FailureClass::Internal,
-                message: "x".into(),
-            },
-        )
+        .transition_task(first.0.id, fail_with("x"))
         .await
         .expect("fail");
     assert_eq!(store.general_balance(account).await.expect("general"), 150);
@@ -1810,13 +1818,7 @@ async fn a_task_settles_its_charge_when_it_ends(db: TestDatabase, _clock: Manual
     assert_eq!(app_balance(&*store, account, app).await, 500);
     run(done.id).await;
     let succeeded = store
-        .transition_task(
-            done.id,
-            TaskTransition::Succeeded {
-                result: json!({}),
-                billed_ms: Some(4_200),
-            },
-        )
+        .transition_task(done.id, succeed_billing(Some(4_200)))
         .await
         .expect("succeed");
     assert_eq!(succeeded.charged, Some(420));
@@ -1834,13 +1836,7 @@ async fn a_task_settles_its_charge_when_it_ends(db: TestDatabase, _clock: Manual
         .await
         .expect("admit");
     let failed = store
-        .transition_task(
-            failed.id,
-            TaskTransition::Failed {
-                class: FailureClass::Internal,
-                message: "x".into(),
-            },
-        )
+        .transition_task(failed.id, fail_with("x"))
         .await
         .expect("fail");
     assert_eq!(failed.charged, Some(0));
@@ -1859,26 +1855,14 @@ async fn a_task_settles_its_charge_when_it_ends(db: TestDatabase, _clock: Manual
         .expect("capture"));
     assert_eq!(app_balance(&*store, account, app).await, 230);
     let after = store
-        .transition_task(
-            crashed.id,
-            TaskTransition::Succeeded {
-                result: json!({}),
-                billed_ms: Some(5_000),
-            },
-        )
+        .transition_task(crashed.id, succeed_billing(Some(5_000)))
         .await
         .expect("succeed");
     assert_eq!(after.charged, Some(350));
     assert_eq!(app_balance(&*store, account, app).await, 230);
     // A stale transition settles nothing.
     let late = store
-        .transition_task(
-            crashed.id,
-            TaskTransition::Failed {
-                class: FailureClass::Internal,
-                message: "late".into(),
-            },
-        )
+        .transition_task(crashed.id, fail_with("late"))
         .await
         .map_err(|e| e.code());
     assert_eq!(late.err(), Some(ErrorCode::StaleTransition));
@@ -1910,13 +1894,7 @@ async fn a_task_settles_its_charge_when_it_ends(db: TestDatabase, _clock: Manual
         .expect("hold");
     run(fixed.id).await;
     let fixed = store
-        .transition_task(
-            fixed.id,
-            TaskTransition::Succeeded {
-                result: json!({}),
-                billed_ms: Some(1),
-            },
-        )
+        .transition_task(fixed.id, succeed_billing(Some(1)))
         .await
         .expect("succeed");
     assert_eq!(fixed.charged, Some(100));

@@ -19,7 +19,6 @@ use super::error::AceError;
 use super::record::{failure_error, final_body, task_record};
 use super::submit::{from_official, parse_motion, parse_videos, AceSubmit, Delivery};
 use crate::auth::Caller;
-use crate::billing::admission::SubmitPermit;
 use crate::extend;
 use crate::http::RequestId;
 use crate::official::extend::refusal;
@@ -27,6 +26,7 @@ use crate::unified::error::UnifiedError;
 use crate::unified::service::{create_task, submission, submit_permit};
 use crate::unified::submit::ParsedSubmit;
 use crate::Services;
+use kinora_store::SubmitTerms;
 
 type Result<T> = std::result::Result<T, AceError>;
 
@@ -185,7 +185,7 @@ async fn motion(
 async fn create_and_answer(
     services: &Services,
     caller: Caller,
-    permit: SubmitPermit,
+    permit: SubmitTerms,
     mut parsed: ParsedSubmit,
     body: &Value,
     delivery: Delivery,

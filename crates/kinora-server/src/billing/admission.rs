@@ -91,29 +91,20 @@ impl SubmitRate {
     }
 }
 
-/// What a submit needs to know about its key once the rate check let it through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SubmitPermit {
-    pub metered: bool,
-    pub limits: KeyLimits,
-}
-
-/// Checks the key's submit rate; the permit carries what the task will be admitted under.
+/// Checks the key's submit rate; the answer is the terms the task will be admitted under, its
+/// limits with the server's defaults filled in.
 pub fn check_rate(
     rate: &SubmitRate,
     caller: Caller,
     terms: SubmitTerms,
     defaults: &LimitsConfig,
     now_ms: i64,
-) -> Result<SubmitPermit, SubmitRefusal> {
+) -> Result<SubmitTerms, SubmitRefusal> {
     let limits = effective_limits(terms.limits, defaults);
     if let Some(per_second) = limits.submits_per_second {
         rate.take(caller.key_id, per_second, now_ms)?;
     }
-    Ok(SubmitPermit {
-        metered: terms.metered,
-        limits,
-    })
+    Ok(SubmitTerms { limits, ..terms })
 }
 
 /// The output length a request is priced for before it runs: motion control by its
@@ -198,8 +189,9 @@ pub fn price_hold(
     })
 }
 
-/// The admission of a task submitted with `permit`; `hold` is `None` unless metered.
-pub fn admission(caller: Caller, permit: SubmitPermit, hold: Option<PriceHold>) -> Admission {
+/// The admission of a task submitted under `permit` (the terms [`check_rate`] answered);
+/// `hold` is `None` unless metered.
+pub fn admission(caller: Caller, permit: SubmitTerms, hold: Option<PriceHold>) -> Admission {
     Admission {
         key_id: Some(caller.key_id),
         max_in_flight: permit.limits.max_in_flight,

@@ -13,13 +13,14 @@ use kinora_media::source::InlinePolicy;
 use kinora_media::stage::StagedInput;
 use kinora_media::video::{VideoRules, MOTION_CONTROL_MAX_BYTES, OMNI_REFERENCE_MAX_BYTES};
 use kinora_media::MediaError;
+use kinora_store::SubmitTerms;
 use serde_json::Value;
 use tracing::warn;
 
 use super::error::UnifiedError;
 use super::submit::{MediaSlot, ParsedSubmit, PendingMedia};
 use crate::auth::Caller;
-use crate::billing::admission::{admission, expected_output_ms, price_hold, Quote, SubmitPermit};
+use crate::billing::admission::{admission, expected_output_ms, price_hold, Quote};
 use crate::elements::{self, ElementError};
 use crate::Services;
 
@@ -115,7 +116,7 @@ pub fn submission(trace_id: impl std::fmt::Display, body: &Value) -> Submission 
 }
 
 /// The key's request-rate check, first after authentication (§7.1 step 2).
-pub async fn submit_permit(services: &Services, caller: Caller) -> Result<SubmitPermit> {
+pub async fn submit_permit(services: &Services, caller: Caller) -> Result<SubmitTerms> {
     services
         .open_submit(caller)
         .await
@@ -128,7 +129,7 @@ pub async fn submit_permit(services: &Services, caller: Caller) -> Result<Submit
 pub async fn create_task(
     services: &Services,
     caller: Caller,
-    permit: SubmitPermit,
+    permit: SubmitTerms,
     parsed: ParsedSubmit,
     submission: Submission,
 ) -> Result<Task> {
@@ -152,7 +153,7 @@ pub async fn create_task(
 
 async fn stage_and_create(
     services: &Services,
-    (caller, permit): (Caller, SubmitPermit),
+    (caller, permit): (Caller, SubmitTerms),
     parsed: &ParsedSubmit,
     task_id: TaskId,
     submission: Submission,
