@@ -6,7 +6,8 @@
 //! * B3: image2video 1080p 10 s, combined camera.
 //!
 //! Each is also run encoder-only (E*) over the same frames pre-rendered in memory, with the same
-//! chunk plan, which gives the pipeline efficiency (encoder wall / pipeline wall). The
+//! chunk plan, which gives the pipeline efficiency (encoder wall / pipeline wall); the pipeline
+//! and encoder-only runs take turns, so a drift in the machine's speed weighs on both. The
 //! image2video fixture is a synthetic photo-like 3840×2160 picture, JPEG-encoded at quality 90
 //! in memory before any clock starts; the timed runs include its decoding.
 //!
@@ -20,20 +21,17 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use kinora_render::camera::{
-    camera_transform, default_move, Axis, AxisValues, CameraControl, CanvasLayout,
-};
+use kinora_render::camera::{Axis, AxisValues, CameraControl};
 use kinora_render::encode::ENCODER_HAS_ASSEMBLY;
 use kinora_render::engine::{encode_video, CancelFlag, EnginePool};
 use kinora_render::frame::I420Frame;
 use kinora_render::kinds::image2video::image2video_frames;
-use kinora_render::plan::{frames_for_seconds, preset_size, Aspect, Mode, StreamPlan};
-use kinora_render::scene::Scene;
-use kinora_render::seed::{scene_seed, SplitMix64};
-use kinora_render::still::StillCanvas;
+use kinora_render::kinds::procedural::text2video_frames;
+use kinora_render::plan::{Mode, StreamPlan};
+use kinora_render::seed::SplitMix64;
 use kinora_render::{Asset, RenderKind, RenderSpec};
 
-const RUNS: usize = 5;
+const RUNS: usize = 7;
 const PROMPT: &str = "a lighthouse on a cliff at sunset";
 
 fn time<T>(mut f: impl FnMut() -> T) -> (Duration, Duration) {
@@ -47,6 +45,30 @@ fn time<T>(mut f: impl FnMut() -> T) -> (Duration, Duration) {
         .collect();
     times.sort();
     (times[RUNS / 2], times[0])
+}
+
+/// Median and minimum of `RUNS` timed runs each of `a` and `b`, taken in turns (a, b, a, b, …)
+/// after one warm-up of each: the machine's speed drifts, and a drift between two blocks of
+/// runs would bias their ratio; in turns it weighs on both alike.
+fn time_interleaved<A, B>(
+    mut a: impl FnMut() -> A,
+    mut b: impl FnMut() -> B,
+) -> ((Duration, Duration), (Duration, Duration)) {
+    let _ = (a(), b());
+    let (mut ta, mut tb) = (Vec::with_capacity(RUNS), Vec::with_capacity(RUNS));
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let _ = std::hint::black_box(a());
+        ta.push(start.elapsed());
+        let start = Instant::now();
+        let _ = std::hint::black_box(b());
+        tb.push(start.elapsed());
+    }
+    let summary = |mut t: Vec<Duration>| {
+        t.sort();
+        (t[RUNS / 2], t[0])
+    };
+    (summary(ta), summary(tb))
 }
 
 const PEAK_RSS_ARG: &str = "--peak-rss-case";
@@ -194,28 +216,7 @@ fn spec_for(case: &Case, photo: &Asset) -> RenderSpec {
 fn prerender(case: &Case, spec: &RenderSpec, threads: usize) -> Option<Vec<I420Frame>> {
     match case.kind {
         Kind::Image(_) => image2video_frames(spec, None, threads).ok(),
-        Kind::Text => {
-            // The text2video pipeline: the backdrop drawn once over the canvas, the default
-            // camera move over it, the sprites on top.
-            let size = preset_size(case.mode, Aspect::Landscape16x9);
-            let (w, h) = (size.width as usize, size.height as usize);
-            let seed = scene_seed(&spec.model_name, PROMPT, "");
-            let scene = Scene::new(seed, PROMPT, w, h);
-            let layout = CanvasLayout::new(w, h);
-            let canvas = StillCanvas::from_canvas(layout, scene.draw_canvas(&layout)).ok()?;
-            let control = default_move(seed);
-            let n = frames_for_seconds(case.seconds) as usize;
-            (0..n)
-                .map(|i| {
-                    let mut f = canvas.blank_frame();
-                    canvas
-                        .render(&camera_transform(&control, i, n, w, h), &mut f)
-                        .ok()?;
-                    scene.draw_sprites(i as u32, &mut f);
-                    Some(f)
-                })
-                .collect()
-        }
+        Kind::Text => text2video_frames(spec, threads).ok(),
     }
 }
 
@@ -307,18 +308,7 @@ fn main() -> std::process::ExitCode {
             continue;
         }
         let spec = spec_for(&case, &photo);
-        let mut size_mb = 0.0;
-        let (med, min) = time(|| {
-            let out = kinora_render::render(&spec, &pool, &cancel);
-            if let Ok(o) = &out {
-                size_mb = o.mp4.len() as f64 / 1e6;
-            }
-            out.is_ok()
-        });
-        if case.name.starts_with("B2") {
-            b2_median = Some(med);
-        }
-        // The same frames, drawn before the clock starts.
+        // The same frames the pipeline encodes, drawn before any clock starts.
         let Some(frames) = prerender(&case, &spec, threads) else {
             let _ = writeln!(err, "{}: cannot pre-render the frames", case.name);
             continue;
@@ -335,14 +325,24 @@ fn main() -> std::process::ExitCode {
                 buf.clone_from(f);
             }
         };
-        let (enc_med, enc_min) = time(|| encode_video(&plan, &pool, &cancel, &copy).is_ok());
+        let mut size_mb = 0.0;
+        let ((med, min), (enc_med, enc_min)) = time_interleaved(
+            || {
+                let out = kinora_render::render(&spec, &pool, &cancel);
+                if let Ok(o) = &out {
+                    size_mb = o.mp4.len() as f64 / 1e6;
+                }
+                out.is_ok()
+            },
+            || encode_video(&plan, &pool, &cancel, &copy).is_ok(),
+        );
+        if case.name.starts_with("B2") {
+            b2_median = Some(med);
+        }
         drop(frames);
         // Preparing and drawing alone, on one thread: the work the pipeline adds to the
-        // encoder (for text2video, drawing only).
-        let (draw_med, _) = match case.kind {
-            Kind::Image(_) => time(|| image2video_frames(&spec, None, 1).is_ok()),
-            Kind::Text => time(|| prerender(&case, &spec, 1).is_some()),
-        };
+        // encoder (plus allocating every frame, which the pipeline does not).
+        let (draw_med, _) = time(|| prerender(&case, &spec, 1).is_some());
         let label = if case.baseline.is_empty() {
             case.name.to_owned()
         } else {

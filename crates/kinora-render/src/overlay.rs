@@ -143,6 +143,45 @@ fn clip(frame: &I420Frame, x0: i64, y0: i64, w: usize, h: usize) -> Option<(i64,
     (xs < xe && ys < ye).then_some((xs, xe, ys, ye))
 }
 
+/// Every mask value scaled by `opacity`: (m·opacity + 127) / 255, the alpha a layer blends with.
+fn alpha_table(opacity: u8) -> [u32; 256] {
+    let op = u32::from(opacity);
+    std::array::from_fn(|m| (m as u32 * op + 127) / 255)
+}
+
+/// The alpha of chroma samples `cxs..cxs + out.len()` of chroma row `cy` for `mask` placed at
+/// luma (x0, y0): the rounded mean of the four luma alphas the sample covers, luma positions
+/// outside the mask counting 0.
+fn chroma_alpha(
+    mask: &AlphaMask,
+    alpha: &[u32; 256],
+    (x0, y0): (i64, i64),
+    (cxs, cy): (i64, i64),
+    out: &mut [u32],
+) {
+    out.fill(0);
+    let first = 2 * cxs;
+    let (ma, mb) = (
+        (first - x0).max(0),
+        (first + 2 * out.len() as i64 - x0).min(mask.width as i64),
+    );
+    for ly in [2 * cy, 2 * cy + 1] {
+        let my = ly - y0;
+        if ma >= mb || my < 0 || my >= mask.height as i64 {
+            continue;
+        }
+        let row = &mask.row(my as usize)[ma as usize..mb as usize];
+        // Luma column x0 + ma + k falls in chroma column (x0 + ma + k − first) / 2.
+        let offset = (x0 + ma - first) as usize;
+        for (k, &m) in row.iter().enumerate() {
+            out[(offset + k) / 2] += alpha[usize::from(m)];
+        }
+    }
+    for a in out {
+        *a = (*a + 2) / 4;
+    }
+}
+
 /// Blends `colour` over `frame` through `mask` placed with its top-left at luma (x0, y0),
 /// scaled by `opacity` (255 = the mask as is). Parts outside the frame are clipped.
 pub fn blend_mask(
@@ -159,30 +198,29 @@ pub fn blend_mask(
     let Some((xs, xe, ys, ye)) = clip(frame, x0, y0, mask.width, mask.height) else {
         return;
     };
-    let op = u32::from(opacity);
-    let alpha = |x: i64, y: i64| (u32::from(mask.get(x - x0, y - y0)) * op + 127) / 255;
+    let alpha = alpha_table(opacity);
+    // Row slices and no branch per pixel (alpha 0 leaves a pixel as it is): the caption and
+    // the label cover a band of every frame they show in.
+    let (mxs, mxe) = ((xs - x0) as usize, (xe - x0) as usize);
     for y in ys..ye {
-        let row = frame.y.row_mut(y as usize);
-        for x in xs..xe {
-            let a = alpha(x, y);
-            if a > 0 {
-                row[x as usize] = over(row[x as usize], colour.y, a);
-            }
+        let m = &mask.row((y - y0) as usize)[mxs..mxe];
+        let row = &mut frame.y.row_mut(y as usize)[xs as usize..xe as usize];
+        for (px, &m) in row.iter_mut().zip(m) {
+            *px = over(*px, colour.y, alpha[usize::from(m)]);
         }
     }
+    let (cxs, cxe) = (xs / 2, (xe + 1) / 2);
+    let mut a = vec![0u32; (cxe - cxs) as usize];
     for cy in ys / 2..(ye + 1) / 2 {
-        let urow = frame.u.row_mut(cy as usize);
-        let vrow = frame.v.row_mut(cy as usize);
-        for cx in xs / 2..(xe + 1) / 2 {
-            let (lx, ly) = (2 * cx, 2 * cy);
-            let a =
-                (alpha(lx, ly) + alpha(lx + 1, ly) + alpha(lx, ly + 1) + alpha(lx + 1, ly + 1) + 2)
-                    / 4;
-            if a > 0 {
-                let c = cx as usize;
-                urow[c] = over(urow[c], colour.u, a);
-                vrow[c] = over(vrow[c], colour.v, a);
-            }
+        chroma_alpha(mask, &alpha, (x0, y0), (cxs, cy), &mut a);
+        let (c0, c1) = (cxs as usize, cxe as usize);
+        let urow = &mut frame.u.row_mut(cy as usize)[c0..c1];
+        for (px, &a) in urow.iter_mut().zip(&a) {
+            *px = over(*px, colour.u, a);
+        }
+        let vrow = &mut frame.v.row_mut(cy as usize)[c0..c1];
+        for (px, &a) in vrow.iter_mut().zip(&a) {
+            *px = over(*px, colour.v, a);
         }
     }
 }
@@ -204,36 +242,36 @@ pub fn blend_image(
     let Some((xs, xe, ys, ye)) = clip(frame, x0, y0, mask.width, mask.height) else {
         return;
     };
-    let op = u32::from(opacity);
-    let alpha = |x: i64, y: i64| (u32::from(mask.get(x - x0, y - y0)) * op + 127) / 255;
+    let alpha = alpha_table(opacity);
+    let (mxs, mxe) = ((xs - x0) as usize, (xe - x0) as usize);
     for y in ys..ye {
-        let src = image.y.row((y - y0) as usize);
-        let row = frame.y.row_mut(y as usize);
-        for x in xs..xe {
-            let a = alpha(x, y);
-            if a > 0 {
-                row[x as usize] = over(row[x as usize], src[(x - x0) as usize], a);
-            }
+        let my = (y - y0) as usize;
+        let (m, src) = (&mask.row(my)[mxs..mxe], &image.y.row(my)[mxs..mxe]);
+        let row = &mut frame.y.row_mut(y as usize)[xs as usize..xe as usize];
+        for ((px, &m), &c) in row.iter_mut().zip(m).zip(src) {
+            *px = over(*px, c, alpha[usize::from(m)]);
         }
     }
     // x0 and y0 are even, so chroma sample (cx, cy) of the frame is (cx − x0/2, cy − y0/2)
     // of the image; an odd-sized image has no chroma for its last luma row or column.
     let (cw, ch) = (image.u.width as i64, image.u.height as i64);
+    let (cxs, cxe) = (xs / 2, ((xe + 1) / 2).min(x0 / 2 + cw));
+    if cxs >= cxe {
+        return;
+    }
+    let mut a = vec![0u32; (cxe - cxs) as usize];
+    let (ix0, ix1) = ((cxs - x0 / 2) as usize, (cxe - x0 / 2) as usize);
     for cy in ys / 2..((ye + 1) / 2).min(y0 / 2 + ch) {
+        chroma_alpha(mask, &alpha, (x0, y0), (cxs, cy), &mut a);
         let iy = (cy - y0 / 2) as usize;
-        for cx in xs / 2..((xe + 1) / 2).min(x0 / 2 + cw) {
-            let (lx, ly) = (2 * cx, 2 * cy);
-            let a =
-                (alpha(lx, ly) + alpha(lx + 1, ly) + alpha(lx, ly + 1) + alpha(lx + 1, ly + 1) + 2)
-                    / 4;
-            if a > 0 {
-                let ix = (cx - x0 / 2) as usize;
-                let c = cx as usize;
-                let urow = frame.u.row_mut(cy as usize);
-                urow[c] = over(urow[c], image.u.row(iy)[ix], a);
-                let vrow = frame.v.row_mut(cy as usize);
-                vrow[c] = over(vrow[c], image.v.row(iy)[ix], a);
-            }
+        let (c0, c1) = (cxs as usize, cxe as usize);
+        let urow = &mut frame.u.row_mut(cy as usize)[c0..c1];
+        for ((px, &a), &c) in urow.iter_mut().zip(&a).zip(&image.u.row(iy)[ix0..ix1]) {
+            *px = over(*px, c, a);
+        }
+        let vrow = &mut frame.v.row_mut(cy as usize)[c0..c1];
+        for ((px, &a), &c) in vrow.iter_mut().zip(&a).zip(&image.v.row(iy)[ix0..ix1]) {
+            *px = over(*px, c, a);
         }
     }
 }
@@ -457,6 +495,147 @@ mod tests {
         assert_eq!(s.get(0, 0), 0);
         assert!(s.get(pad as i64 - 2, 17) > 0);
         assert!(s.get(pad as i64, 17) < 255);
+    }
+
+    /// The per-pixel blends as first written: the reference the row-wise ones must match.
+    fn alpha_at(mask: &AlphaMask, op: u32, x: i64, y: i64) -> u32 {
+        (u32::from(mask.get(x, y)) * op + 127) / 255
+    }
+
+    fn blend_mask_reference(
+        frame: &mut I420Frame,
+        mask: &AlphaMask,
+        (x0, y0): (i64, i64),
+        colour: Yuv,
+        opacity: u8,
+    ) {
+        let Some((xs, xe, ys, ye)) = clip(frame, x0, y0, mask.width, mask.height) else {
+            return;
+        };
+        let op = u32::from(opacity);
+        let alpha = |x: i64, y: i64| alpha_at(mask, op, x - x0, y - y0);
+        for y in ys..ye {
+            for x in xs..xe {
+                let px = frame.y.get(x as usize, y as usize);
+                frame.y.row_mut(y as usize)[x as usize] = over(px, colour.y, alpha(x, y));
+            }
+        }
+        for cy in ys / 2..(ye + 1) / 2 {
+            for cx in xs / 2..(xe + 1) / 2 {
+                let (lx, ly) = (2 * cx, 2 * cy);
+                let a = (alpha(lx, ly)
+                    + alpha(lx + 1, ly)
+                    + alpha(lx, ly + 1)
+                    + alpha(lx + 1, ly + 1)
+                    + 2)
+                    / 4;
+                let (c, r) = (cx as usize, cy as usize);
+                let (u, v) = (frame.u.get(c, r), frame.v.get(c, r));
+                frame.u.row_mut(r)[c] = over(u, colour.u, a);
+                frame.v.row_mut(r)[c] = over(v, colour.v, a);
+            }
+        }
+    }
+
+    fn blend_image_reference(
+        frame: &mut I420Frame,
+        image: &I420Frame,
+        mask: &AlphaMask,
+        (x0, y0): (i64, i64),
+        opacity: u8,
+    ) {
+        let (x0, y0) = (x0 & !1, y0 & !1);
+        let Some((xs, xe, ys, ye)) = clip(frame, x0, y0, mask.width, mask.height) else {
+            return;
+        };
+        let op = u32::from(opacity);
+        let alpha = |x: i64, y: i64| alpha_at(mask, op, x - x0, y - y0);
+        for y in ys..ye {
+            for x in xs..xe {
+                let src = image.y.get((x - x0) as usize, (y - y0) as usize);
+                let px = frame.y.get(x as usize, y as usize);
+                frame.y.row_mut(y as usize)[x as usize] = over(px, src, alpha(x, y));
+            }
+        }
+        let (cw, ch) = (image.u.width as i64, image.u.height as i64);
+        for cy in ys / 2..((ye + 1) / 2).min(y0 / 2 + ch) {
+            for cx in xs / 2..((xe + 1) / 2).min(x0 / 2 + cw) {
+                let (lx, ly) = (2 * cx, 2 * cy);
+                let a = (alpha(lx, ly)
+                    + alpha(lx + 1, ly)
+                    + alpha(lx, ly + 1)
+                    + alpha(lx + 1, ly + 1)
+                    + 2)
+                    / 4;
+                let (ix, iy) = ((cx - x0 / 2) as usize, (cy - y0 / 2) as usize);
+                let (c, r) = (cx as usize, cy as usize);
+                let (u, v) = (frame.u.get(c, r), frame.v.get(c, r));
+                frame.u.row_mut(r)[c] = over(u, image.u.get(ix, iy), a);
+                frame.v.row_mut(r)[c] = over(v, image.v.get(ix, iy), a);
+            }
+        }
+    }
+
+    fn noise_frame(w: usize, h: usize, rng: &mut crate::seed::SplitMix64) -> I420Frame {
+        let mut f = I420Frame::filled(w, h, (0, 0, 0));
+        for p in [&mut f.y, &mut f.u, &mut f.v] {
+            p.data.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
+        }
+        f
+    }
+
+    #[test]
+    fn row_wise_blends_match_the_per_pixel_reference() {
+        let mut rng = crate::seed::SplitMix64::new(11);
+        for case in 0..400 {
+            let (mw, mh) = (
+                1 + rng.next_u64() as usize % 23,
+                1 + rng.next_u64() as usize % 19,
+            );
+            let mut mask = AlphaMask::new(mw, mh);
+            mask.data.iter_mut().for_each(|b| {
+                // Mostly the values masks hold: transparent, opaque, a soft edge.
+                *b = match rng.next_u64() % 4 {
+                    0 => 0,
+                    1 => 255,
+                    _ => rng.next_u64() as u8,
+                }
+            });
+            let frame = noise_frame(32, 24, &mut rng);
+            let at = (
+                rng.next_u64() as i64 % 44 - 12,
+                rng.next_u64() as i64 % 36 - 12,
+            );
+            let opacity = [255, 0, 1, 128, 153][case % 5] as u8;
+            let colour = Yuv {
+                y: rng.next_u64() as u8,
+                u: rng.next_u64() as u8,
+                v: rng.next_u64() as u8,
+            };
+            let (mut got, mut want) = (frame.clone(), frame.clone());
+            blend_mask(&mut got, &mask, at.0, at.1, colour, opacity);
+            if opacity > 0 {
+                blend_mask_reference(&mut want, &mask, at, colour, opacity);
+            }
+            assert!(
+                got == want,
+                "blend_mask case {case}: mask {mw}x{mh} at {at:?}"
+            );
+            // Images are I420, so even-sized: the mask's even part.
+            let (iw, ih) = ((mw & !1).max(2), (mh & !1).max(2));
+            let mut mask = AlphaMask::new(iw, ih);
+            mask.data.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
+            let image = noise_frame(iw, ih, &mut rng);
+            let (mut got, mut want) = (frame.clone(), frame);
+            blend_image(&mut got, &image, &mask, at, opacity);
+            if opacity > 0 {
+                blend_image_reference(&mut want, &image, &mask, at, opacity);
+            }
+            assert!(
+                got == want,
+                "blend_image case {case}: mask {mw}x{mh} at {at:?}"
+            );
+        }
     }
 
     #[test]

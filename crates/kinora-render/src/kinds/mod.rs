@@ -2,8 +2,8 @@
 //! [`StreamPlan`]) and an optional soundtrack; [`finish`] encodes, muxes and covers them the
 //! same way for every kind.
 
-// The video-driven kinds (§3.10–§3.13) and image2video are public only for their test entry
-// points (§3.15).
+// The video-driven kinds (§3.10–§3.13), image2video and the procedural kinds are public only
+// for their test and benchmark entry points (§3.15).
 #[doc(hidden)]
 pub mod extend;
 #[doc(hidden)]
@@ -12,7 +12,8 @@ pub mod feature_reference;
 pub mod image2video;
 #[doc(hidden)]
 pub mod motion_control;
-mod procedural;
+#[doc(hidden)]
+pub mod procedural;
 #[doc(hidden)]
 pub mod video_edit;
 

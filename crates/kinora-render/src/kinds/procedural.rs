@@ -45,6 +45,7 @@ struct ShotScene {
 /// A procedural clip ready to draw.
 struct Procedural {
     layout: ShotLayout,
+    size: Size,
     shots: Vec<ShotScene>,
     /// Reference cards, over the whole clip (multi-image2video and omni references).
     cards: Option<ReferenceLayer>,
@@ -96,9 +97,16 @@ impl Procedural {
         })?;
         Ok(Self {
             layout,
+            size,
             shots,
             cards,
         })
+    }
+
+    /// A frame to draw into: limited-range black.
+    fn blank(&self) -> I420Frame {
+        let (w, h) = (self.size.width as usize, self.size.height as usize);
+        I420Frame::filled(w, h, (16, 128, 128))
     }
 
     fn camera(&self, k: usize, local: usize) -> Transform {
@@ -174,6 +182,27 @@ fn shot_scene(
     })
 }
 
+/// Test and benchmark entry point (§3.15): the pre-encode frames of a text2video spec (seeded
+/// colours), exactly as the encoders receive them. Runs on a pool of `threads`.
+#[doc(hidden)]
+pub fn text2video_frames(spec: &RenderSpec, threads: usize) -> Result<Vec<I420Frame>, RenderError> {
+    super::frames_of(
+        spec,
+        threads,
+        |pool| {
+            let layout = ShotLayout::for_spec(spec)?;
+            let size = preset_size(spec.mode, spec.aspect);
+            Procedural::new(spec, layout, size, Colours::Seeded, pool)
+        },
+        |clip| clip.layout.total_frames(),
+        |clip, i| {
+            let mut frame = clip.blank();
+            clip.draw(i, &mut frame)?;
+            Ok(frame)
+        },
+    )
+}
+
 pub(super) fn render(
     spec: &RenderSpec,
     colours: Colours,
@@ -191,12 +220,11 @@ pub(super) fn render(
         cuts: clip.layout.cuts().into_iter().map(u64::from).collect(),
         camera_speed: clip.speed(),
     };
-    let blank = || I420Frame::filled(size.width as usize, size.height as usize, (16, 128, 128));
     finish_drawn(
         spec,
         &plan,
         &|i, out| clip.draw(i, out),
-        &blank,
+        &|| clip.blank(),
         || procedural_soundtrack(spec, &clip.layout, plan.frames, &scene),
         pool,
         cancel,
