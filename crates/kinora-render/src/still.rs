@@ -318,6 +318,18 @@ fn fill_canvas(rgb: &[u8], pw: usize, ph: usize, x0: usize, y0: usize, canvas: &
         .map(|y| reflect(y as isize - y0 as isize, ph))
         .collect();
     let row = |y: usize| &rgb[ymap[y] * pw * 3..(ymap[y] + 1) * pw * 3];
+    // Luma is per pixel, so the mirrored canvas's luma is the mirrored picture's luma: each
+    // picture pixel is converted once (not once per canvas sample that mirrors it), and the
+    // canvas rows are copies, mirrored in the margins.
+    let mut luma = vec![0u8; pw * ph];
+    luma.par_chunks_mut(pw)
+        .zip(rgb.par_chunks(3 * pw))
+        .for_each(|(out, src)| {
+            for (o, p) in out.iter_mut().zip(src.chunks_exact(3)) {
+                *o = y_of(i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
+            }
+        });
+    let inside = x0.min(cw)..(x0 + pw).min(cw);
     let stride = canvas.y.stride;
     canvas
         .y
@@ -325,10 +337,12 @@ fn fill_canvas(rgb: &[u8], pw: usize, ph: usize, x0: usize, y0: usize, canvas: &
         .par_chunks_mut(stride)
         .enumerate()
         .for_each(|(y, out)| {
-            let src = row(y);
-            for (o, &at) in out[..cw].iter_mut().zip(&xmap) {
-                let p = &src[at..at + 3];
-                *o = y_of(i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
+            let src = &luma[ymap[y] * pw..(ymap[y] + 1) * pw];
+            let out = &mut out[..cw];
+            out[inside.clone()].copy_from_slice(&src[inside.start - x0..inside.end - x0]);
+            let margins = (0..inside.start).chain(inside.end..cw);
+            for x in margins {
+                out[x] = src[xmap[x] / 3];
             }
         });
     let cstride = canvas.u.stride;
