@@ -1473,7 +1473,7 @@ mod tests {
                 }
             }
             // Mostly mild perspective, as a camera gives, sometimes anything.
-            if rng.next_u64() % 4 != 0 {
+            if !rng.next_u64().is_multiple_of(4) {
                 m[2] = [rng.range(-1e-3, 1e-3), rng.range(-1e-3, 1e-3), 1.0];
             }
             m
