@@ -687,7 +687,10 @@ fn homography_row(
     // every SIMD load fits: it goes to the kernel whole, without a check per segment.
     let segments = n / HOMOGRAPHY_STEP;
     let safe = |&(s, t): &(i64, i64)| ONE <= s && s < s_hi - ONE && ONE <= t && t < t_hi - ONE;
-    if simd && n % HOMOGRAPHY_STEP == 0 && count == segments + 1 && knots[..count].iter().all(safe)
+    if simd
+        && n.is_multiple_of(HOMOGRAPHY_STEP)
+        && count == segments + 1
+        && knots[..count].iter().all(safe)
     {
         let mut whole = [(0i64, 0i64, 0i64, 0i64); STRIP / HOMOGRAPHY_STEP];
         for (k, seg) in whole[..segments].iter_mut().enumerate() {
