@@ -626,9 +626,7 @@ impl HomographyFx {
         let fixed = |p: f64| round_half_away(p.clamp(-limit, limit) * ONE as f64);
         (fixed(u) - HALF, fixed(v) - HALF)
     }
-}
 
-impl HomographyFx {
     /// [`HomographyFx::eval`] at the knots `from`, `from + HOMOGRAPHY_STEP`, … of row `y`, one
     /// per entry of `knots`: the same bits, four knots per instruction where AVX2 is present.
     fn eval_knots(&self, from: usize, y: usize, knots: &mut [(i64, i64)]) {
