@@ -502,12 +502,15 @@ mod tests {
         (u32::from(mask.get(x, y)) * op + 127) / 255
     }
 
-    fn blend_mask_reference(
+    /// One per-pixel blend through `mask` at (x0, y0) for both: `source(plane, x, y)` is the
+    /// colour at frame sample (x, y) of that plane; chroma stops at `chroma_end`.
+    fn blend_reference(
         frame: &mut I420Frame,
         mask: &AlphaMask,
         (x0, y0): (i64, i64),
-        colour: Yuv,
         opacity: u8,
+        chroma_end: (i64, i64),
+        source: impl Fn(usize, i64, i64) -> u8,
     ) {
         let Some((xs, xe, ys, ye)) = clip(frame, x0, y0, mask.width, mask.height) else {
             return;
@@ -517,11 +520,11 @@ mod tests {
         for y in ys..ye {
             for x in xs..xe {
                 let px = frame.y.get(x as usize, y as usize);
-                frame.y.row_mut(y as usize)[x as usize] = over(px, colour.y, alpha(x, y));
+                frame.y.row_mut(y as usize)[x as usize] = over(px, source(0, x, y), alpha(x, y));
             }
         }
-        for cy in ys / 2..(ye + 1) / 2 {
-            for cx in xs / 2..(xe + 1) / 2 {
+        for cy in ys / 2..((ye + 1) / 2).min(chroma_end.1) {
+            for cx in xs / 2..((xe + 1) / 2).min(chroma_end.0) {
                 let (lx, ly) = (2 * cx, 2 * cy);
                 let a = (alpha(lx, ly)
                     + alpha(lx + 1, ly)
@@ -531,10 +534,23 @@ mod tests {
                     / 4;
                 let (c, r) = (cx as usize, cy as usize);
                 let (u, v) = (frame.u.get(c, r), frame.v.get(c, r));
-                frame.u.row_mut(r)[c] = over(u, colour.u, a);
-                frame.v.row_mut(r)[c] = over(v, colour.v, a);
+                frame.u.row_mut(r)[c] = over(u, source(1, cx, cy), a);
+                frame.v.row_mut(r)[c] = over(v, source(2, cx, cy), a);
             }
         }
+    }
+
+    fn blend_mask_reference(
+        frame: &mut I420Frame,
+        mask: &AlphaMask,
+        at: (i64, i64),
+        colour: Yuv,
+        opacity: u8,
+    ) {
+        let colour = [colour.y, colour.u, colour.v];
+        blend_reference(frame, mask, at, opacity, (i64::MAX, i64::MAX), |p, _, _| {
+            colour[p]
+        });
     }
 
     fn blend_image_reference(
@@ -545,35 +561,16 @@ mod tests {
         opacity: u8,
     ) {
         let (x0, y0) = (x0 & !1, y0 & !1);
-        let Some((xs, xe, ys, ye)) = clip(frame, x0, y0, mask.width, mask.height) else {
-            return;
-        };
-        let op = u32::from(opacity);
-        let alpha = |x: i64, y: i64| alpha_at(mask, op, x - x0, y - y0);
-        for y in ys..ye {
-            for x in xs..xe {
-                let src = image.y.get((x - x0) as usize, (y - y0) as usize);
-                let px = frame.y.get(x as usize, y as usize);
-                frame.y.row_mut(y as usize)[x as usize] = over(px, src, alpha(x, y));
-            }
-        }
         let (cw, ch) = (image.u.width as i64, image.u.height as i64);
-        for cy in ys / 2..((ye + 1) / 2).min(y0 / 2 + ch) {
-            for cx in xs / 2..((xe + 1) / 2).min(x0 / 2 + cw) {
-                let (lx, ly) = (2 * cx, 2 * cy);
-                let a = (alpha(lx, ly)
-                    + alpha(lx + 1, ly)
-                    + alpha(lx, ly + 1)
-                    + alpha(lx + 1, ly + 1)
-                    + 2)
-                    / 4;
-                let (ix, iy) = ((cx - x0 / 2) as usize, (cy - y0 / 2) as usize);
-                let (c, r) = (cx as usize, cy as usize);
-                let (u, v) = (frame.u.get(c, r), frame.v.get(c, r));
-                frame.u.row_mut(r)[c] = over(u, image.u.get(ix, iy), a);
-                frame.v.row_mut(r)[c] = over(v, image.v.get(ix, iy), a);
-            }
-        }
+        let end = (x0 / 2 + cw, y0 / 2 + ch);
+        blend_reference(frame, mask, (x0, y0), opacity, end, |p, x, y| {
+            let (plane, x, y) = match p {
+                0 => (&image.y, x - x0, y - y0),
+                1 => (&image.u, x - x0 / 2, y - y0 / 2),
+                _ => (&image.v, x - x0 / 2, y - y0 / 2),
+            };
+            plane.get(x as usize, y as usize)
+        });
     }
 
     fn noise_frame(w: usize, h: usize, rng: &mut crate::seed::SplitMix64) -> I420Frame {

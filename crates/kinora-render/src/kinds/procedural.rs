@@ -52,13 +52,10 @@ struct Procedural {
 }
 
 impl Procedural {
-    fn new(
-        spec: &RenderSpec,
-        layout: ShotLayout,
-        size: Size,
-        colours: Colours,
-        pool: &EnginePool,
-    ) -> Result<Self, RenderError> {
+    /// The clip of `spec`: its shots at the size of its mode and aspect ratio.
+    fn new(spec: &RenderSpec, colours: Colours, pool: &EnginePool) -> Result<Self, RenderError> {
+        let layout = ShotLayout::for_spec(spec)?;
+        let size = preset_size(spec.mode, spec.aspect);
         let (w, h) = (size.width as usize, size.height as usize);
         let (palette_colours, cards) = match colours {
             Colours::Seeded => (None, None),
@@ -189,11 +186,7 @@ pub fn text2video_frames(spec: &RenderSpec, threads: usize) -> Result<Vec<I420Fr
     super::frames_of(
         spec,
         threads,
-        |pool| {
-            let layout = ShotLayout::for_spec(spec)?;
-            let size = preset_size(spec.mode, spec.aspect);
-            Procedural::new(spec, layout, size, Colours::Seeded, pool)
-        },
+        |pool| Procedural::new(spec, Colours::Seeded, pool),
         |clip| clip.layout.total_frames(),
         |clip, i| {
             let mut frame = clip.blank();
@@ -209,10 +202,9 @@ pub(super) fn render(
     pool: &EnginePool,
     cancel: &CancelFlag,
 ) -> Result<RenderOutput, RenderError> {
-    let layout = ShotLayout::for_spec(spec)?;
-    let size = preset_size(spec.mode, spec.aspect);
-    let plan = StreamPlan::new(spec.mode, size, layout.total_frames(), &layout.cuts());
-    let clip = Procedural::new(spec, layout, size, colours, pool)?;
+    let clip = Procedural::new(spec, colours, pool)?;
+    let layout = &clip.layout;
+    let plan = StreamPlan::new(spec.mode, clip.size, layout.total_frames(), &layout.cuts());
     if cancel.is_cancelled() {
         return Err(RenderError::Cancelled);
     }
