@@ -11,6 +11,8 @@
 
 use crate::frame::{I420Frame, Plane};
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod brush;
 
 /// Fractional bits of source positions. 32 bits keep the error accumulated along a row of
@@ -295,10 +297,12 @@ fn warp_plane_paths(
         }
     } else {
         let fx = HomographyFx::new(transform)?;
+        let mut scratch = RowScratch::new();
         for x0 in (0..dst.width).step_by(STRIP) {
             let x1 = (x0 + STRIP).min(dst.width);
             for y in 0..dst.height {
-                homography_row(src, &fx, (x0, y), edge, &mut dst.row_mut(y)[x0..x1], simd);
+                let out = &mut dst.row_mut(y)[x0..x1];
+                homography_row(src, &fx, (x0, y), edge, out, simd, &mut scratch);
             }
         }
     }
@@ -632,6 +636,11 @@ impl HomographyFx {
     fn eval_knots(&self, from: usize, y: usize, knots: &mut [(i64, i64)]) {
         #[cfg(target_arch = "x86_64")]
         {
+            if avx512::available() {
+                // SAFETY: the kernel's features are present.
+                unsafe { avx512::eval_knots(&self.h, from, y, knots) };
+                return;
+            }
             if simd_available() {
                 // SAFETY: AVX2 is present.
                 unsafe { avx2::eval_knots(&self.h, from, y, knots) };
@@ -644,8 +653,24 @@ impl HomographyFx {
     }
 }
 
+/// The knots and segments of one strip row (see [`homography_row`]), made once per plane:
+/// zeroing them anew on every strip row cost more than evaluating the knots.
+struct RowScratch {
+    knots: [(i64, i64); STRIP / HOMOGRAPHY_STEP + 1],
+    segments: [(i64, i64, i64, i64); STRIP / HOMOGRAPHY_STEP],
+}
+
+impl RowScratch {
+    fn new() -> Self {
+        Self {
+            knots: [(0, 0); STRIP / HOMOGRAPHY_STEP + 1],
+            segments: [(0, 0, 0, 0); STRIP / HOMOGRAPHY_STEP],
+        }
+    }
+}
+
 /// Output pixels `from.0..from.0 + out.len()` of row `from.1` (`from.0` a multiple of
-/// [`HOMOGRAPHY_STEP`]).
+/// [`HOMOGRAPHY_STEP`]; `out` at most a strip).
 fn homography_row(
     src: &Plane,
     fx: &HomographyFx,
@@ -653,8 +678,8 @@ fn homography_row(
     edge: PlaneEdge,
     out: &mut [u8],
     simd: bool,
+    scratch: &mut RowScratch,
 ) {
-    const BATCH: usize = 32;
     let (w, h) = (src.width as i64, src.height as i64);
     let (s_hi, t_hi) = ((w - 1) * ONE, (h - 1) * ONE);
     let inside = |s: i64, t: i64| 0 <= s && s < s_hi && 0 <= t && t < t_hi;
@@ -662,7 +687,10 @@ fn homography_row(
     // Whole segments lying inside the plane are batched for the SIMD kernel; the rest (and
     // everything without SIMD) goes through `linear_run`. Both use the same positions and
     // the same formula.
-    let mut batch = [(0i64, 0i64, 0i64, 0i64); BATCH];
+    let RowScratch {
+        knots,
+        segments: batch,
+    } = scratch;
     let (mut queued, mut batch_start) = (0usize, 0usize);
     let flush = |batch: &[(i64, i64, i64, i64)], at: usize, out: &mut [u8]| {
         if !batch.is_empty() {
@@ -673,7 +701,6 @@ fn homography_row(
     let n = out.len();
     // Every knot of the run first, four at a time where the CPU allows (a run is at most a
     // strip: `STRIP / HOMOGRAPHY_STEP` segments and the knot closing the last one).
-    let mut knots = [(0i64, 0i64); STRIP / HOMOGRAPHY_STEP + 1];
     let count = (n.div_ceil(HOMOGRAPHY_STEP) + 1).min(knots.len());
     fx.eval_knots(from, y, &mut knots[..count]);
     let knot = |k: usize| match knots.get(k) {
@@ -690,8 +717,7 @@ fn homography_row(
         && count == segments + 1
         && knots[..count].iter().all(safe)
     {
-        let mut whole = [(0i64, 0i64, 0i64, 0i64); STRIP / HOMOGRAPHY_STEP];
-        for (k, seg) in whole[..segments].iter_mut().enumerate() {
+        for (k, seg) in batch[..segments].iter_mut().enumerate() {
             let ((s, t), (s1, t1)) = (knots[k], knots[k + 1]);
             *seg = (
                 s,
@@ -700,7 +726,7 @@ fn homography_row(
                 (t1 - t) >> HOMOGRAPHY_STEP_SHIFT,
             );
         }
-        segments_simd(&src.data, src.stride, &whole[..segments], out);
+        segments_simd(&src.data, src.stride, &batch[..segments], out);
         return;
     }
     let (mut s, mut t) = knot(0);
@@ -729,7 +755,7 @@ fn homography_row(
             }
             batch[queued] = (s, ds, t, dt);
             queued += 1;
-            if queued == BATCH {
+            if queued == batch.len() {
                 flush(&batch[..queued], batch_start, out);
                 queued = 0;
             }
@@ -764,9 +790,16 @@ fn segments_simd(data: &[u8], stride: usize, segments: &[(i64, i64, i64, i64)], 
     #[cfg(target_arch = "x86_64")]
     {
         if simd_available() && out.len() == segments.len() * HOMOGRAPHY_STEP {
-            // SAFETY: AVX2 is present; every segment passed `loads_fit`, so all gathered loads
-            // lie inside `data`; `out` holds exactly 16 pixels per segment.
-            unsafe { avx2::segments(data, stride, segments, out) };
+            // SAFETY: AVX2 (and, where taken, AVX-512) is present; every segment passed
+            // `loads_fit`, so all gathered loads lie inside `data`; `out` holds exactly 16
+            // pixels per segment.
+            unsafe {
+                if avx512::available() {
+                    avx512::segments(data, stride, segments, out);
+                } else {
+                    avx2::segments(data, stride, segments, out);
+                }
+            }
             return;
         }
     }
@@ -1505,6 +1538,34 @@ mod tests {
         }
     }
 
+    /// `count` knots from every implementation this CPU runs: the dispatching entry point and
+    /// each SIMD kernel by name, so that a machine with AVX-512 still checks the AVX2 one.
+    fn knot_kernels(
+        fx: &HomographyFx,
+        from: usize,
+        y: usize,
+        count: usize,
+    ) -> Vec<(&'static str, Vec<(i64, i64)>)> {
+        let mut all = vec![("dispatch", vec![(0, 0); count])];
+        fx.eval_knots(from, y, &mut all[0].1);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if simd_available() {
+                let mut knots = vec![(0, 0); count];
+                // SAFETY: AVX2 is present.
+                unsafe { avx2::eval_knots(&fx.h, from, y, &mut knots) };
+                all.push(("avx2", knots));
+            }
+            if avx512::available() {
+                let mut knots = vec![(0, 0); count];
+                // SAFETY: the kernel's features are present.
+                unsafe { avx512::eval_knots(&fx.h, from, y, &mut knots) };
+                all.push(("avx512", knots));
+            }
+        }
+        all
+    }
+
     #[test]
     fn batched_knots_match_one_by_one() {
         let mut rng = crate::seed::SplitMix64::new(5);
@@ -1533,12 +1594,12 @@ mod tests {
                 continue;
             };
             for (from, y) in [(0, 0), (256, 17), (1024, 719), (4096, 3)] {
-                for count in [1, 5, 17] {
-                    let mut knots = vec![(0, 0); count];
-                    fx.eval_knots(from, y, &mut knots);
-                    for (k, &got) in knots.iter().enumerate() {
-                        let want = fx.eval((from + k * HOMOGRAPHY_STEP) as i64, y);
-                        assert_eq!(got, want, "{m:?} knot {k} from {from} row {y}");
+                for count in [1, 5, 8, 9, 16, 17] {
+                    for (kernel, knots) in knot_kernels(&fx, from, y, count) {
+                        for (k, &got) in knots.iter().enumerate() {
+                            let want = fx.eval((from + k * HOMOGRAPHY_STEP) as i64, y);
+                            assert_eq!(got, want, "{kernel}: {m:?} knot {k} from {from} row {y}");
+                        }
                     }
                 }
             }
@@ -1665,6 +1726,88 @@ mod tests {
                 assert_eq!(v, want, "pixel {x}");
             }
         }
+    }
+
+    /// Whole homography segments on every kernel this CPU runs against the scalar one: steps
+    /// of either sign, windows that fit and windows that do not (too wide, too many rows, past
+    /// the end of the buffer), so each kernel's own path and its fallback both run.
+    #[test]
+    fn segment_kernels_match_the_scalar_one() {
+        let mut rng = crate::seed::SplitMix64::new(11);
+        let mut plane = Plane::new(420, 160, 0);
+        plane.stride = 448;
+        plane.data = (0..448 * 159 + 420).map(|_| rng.next_u64() as u8).collect();
+        let kernels = segment_kernels();
+        let mut cases = 0;
+        for k in 0..400 {
+            // Steps up to ±3 px per pixel horizontally and ±0.6 px vertically, smaller most of
+            // the time (a camera's range).
+            let wide = if k % 4 == 0 { 3.0 } else { 1.6 };
+            let tall = if k % 4 == 1 { 0.6 } else { 0.12 };
+            let count = 1 + (rng.next_u64() % 8) as usize;
+            let mut segments = Vec::new();
+            let (mut s, mut t) = (rng.range(60.0, 330.0), rng.range(12.0, 150.0));
+            for _ in 0..count {
+                let (ds, dt) = (rng.range(-wide, wide), rng.range(-tall, tall));
+                let fixed = |v: f64| (v * ONE as f64) as i64;
+                segments.push((fixed(s), fixed(ds), fixed(t), fixed(dt)));
+                s += ds * HOMOGRAPHY_STEP as f64 + rng.range(-0.3, 0.3);
+                t += dt * HOMOGRAPHY_STEP as f64 + rng.range(-0.3, 0.3);
+            }
+            let last = (HOMOGRAPHY_STEP - 1) as i64;
+            let fits = segments.iter().all(|&(s, ds, t, dt)| {
+                loads_fit(
+                    &plane.data,
+                    plane.stride,
+                    (s, s + last * ds),
+                    (t, t + last * dt),
+                )
+            });
+            if !fits {
+                continue;
+            }
+            let mut want = vec![0u8; count * HOMOGRAPHY_STEP];
+            for (seg, chunk) in segments.iter().zip(want.chunks_mut(HOMOGRAPHY_STEP)) {
+                inside_scalar(
+                    &plane.data,
+                    plane.stride,
+                    (seg.0, seg.1),
+                    (seg.2, seg.3),
+                    chunk,
+                );
+            }
+            for &(name, kernel) in &kernels {
+                let mut got = vec![0u8; count * HOMOGRAPHY_STEP];
+                kernel(&plane.data, plane.stride, &segments, &mut got);
+                assert_eq!(got, want, "{name}, case {k}: {segments:?}");
+            }
+            cases += 1;
+        }
+        assert!(cases > 300, "only {cases} cases fit the plane");
+    }
+
+    type SegmentKernel = fn(&[u8], usize, &[(i64, i64, i64, i64)], &mut [u8]);
+
+    /// The segment kernels this CPU runs, by name.
+    fn segment_kernels() -> Vec<(&'static str, SegmentKernel)> {
+        #[allow(unused_mut)]
+        let mut kernels: Vec<(&'static str, SegmentKernel)> = vec![("dispatch", segments_simd)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if simd_available() {
+                // SAFETY (both): the features are present, and the test only passes segments
+                // whose loads fit, with 16 output pixels per segment.
+                kernels.push(("avx2", |d, st, seg, out| unsafe {
+                    avx2::segments(d, st, seg, out)
+                }));
+            }
+            if avx512::available() {
+                kernels.push(("avx512", |d, st, seg, out| unsafe {
+                    avx512::segments(d, st, seg, out)
+                }));
+            }
+        }
+        kernels
     }
 
     #[test]
