@@ -1,9 +1,11 @@
-//! The homography segment kernel on AVX-512 lanes (BW and VBMI): two segments, 32 output
-//! pixels, per pass, in 16-bit lanes, bit-exact to `inside_scalar` like its AVX2 sibling.
+//! The homography kernels on AVX-512 lanes (F, BW, DQ and VBMI), chosen at run time where the
+//! CPU has them: the knots eight at a time, and the segments two at a time (32 output pixels
+//! per pass, in 16-bit lanes), bit-exact to `HomographyFx::eval` and `inside_scalar` like
+//! their AVX2 siblings.
 //!
-//! A pass serves every tap from five 64-byte row windows with byte permutes over pairs of rows;
-//! a pass whose taps spread wider (more than 63 columns or 4 rows) or reach past the end of the
-//! plane's buffer goes to the AVX2 kernel, which gives the same bytes.
+//! A pass serves every tap from seven 64-byte row windows with byte permutes over pairs of
+//! rows; a pass whose taps spread wider (more than 63 columns or 7 rows) or reach past the end
+//! of the plane's buffer goes to the AVX2 kernel, which gives the same bytes.
 
 use std::arch::x86_64::*;
 
