@@ -722,8 +722,8 @@ fn homography_row(
         }
     };
     let n = out.len();
-    // Every knot of the run first, four at a time where the CPU allows (a run is at most a
-    // strip: `STRIP / HOMOGRAPHY_STEP` segments and the knot closing the last one).
+    // Every knot of the run first, four or eight at a time where the CPU allows (a run is at
+    // most a strip: `STRIP / HOMOGRAPHY_STEP` segments and the knot closing the last one).
     let count = (n.div_ceil(HOMOGRAPHY_STEP) + 1).min(knots.len());
     fx.eval_knots(from, y, &mut knots[..count]);
     let knot = |k: usize| match knots.get(k) {
