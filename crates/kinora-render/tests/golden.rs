@@ -13,6 +13,8 @@
 //! The table gates on x86_64; elsewhere the comparison is printed, not asserted, until a
 //! cross-architecture run shows the bytes agree.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -28,10 +30,9 @@ use kinora_render::kinds::video_edit::video_edit_frames;
 use kinora_render::plan::{Aspect, Mode, Size};
 use kinora_render::seed::REVISION;
 use kinora_render::spec::{
-    CharacterOrientation, DynamicMask, MotionControlInput, MultiShot, Shot, VideoReferKind,
-    VideoReference,
+    CharacterOrientation, DynamicMask, MotionControlInput, VideoReferKind, VideoReference,
 };
-use kinora_render::{Asset, RenderKind, RenderSpec};
+use kinora_render::{Asset, RenderError, RenderKind, RenderSpec};
 use sha2::{Digest, Sha256};
 
 const TINY: Size = Size::new(192, 108);
@@ -115,6 +116,15 @@ fn render(spec: &RenderSpec) -> RenderOutput {
     kinora_render::render(spec, &pool, &CancelFlag::new()).expect("render")
 }
 
+fn frame_entries(
+    table: &mut BTreeMap<String, String>,
+    name: &str,
+    frames: Result<Vec<I420Frame>, RenderError>,
+) {
+    let frames = frames.unwrap_or_else(|e| panic!("{name}: {e}"));
+    table.insert(format!("{name}.frames"), frames_hash(&frames));
+}
+
 fn file_entries(table: &mut BTreeMap<String, String>, name: &str, out: &RenderOutput) {
     table.insert(format!("{name}.mp4"), hex(Sha256::digest(&out.mp4)));
     table.insert(
@@ -129,10 +139,6 @@ fn file_entries(table: &mut BTreeMap<String, String>, name: &str, out: &RenderOu
 /// Renders every case and returns name → hash.
 fn compute() -> BTreeMap<String, String> {
     let mut table = BTreeMap::new();
-    let mut frames = |name: &str, got: Result<Vec<I420Frame>, kinora_render::RenderError>| {
-        let got = got.unwrap_or_else(|e| panic!("{name}: {e}"));
-        table.insert(format!("{name}.frames"), frames_hash(&got));
-    };
 
     // Image to video (§3.1–§3.5): the seeded default move, each kind of camera path, first and
     // last frames, the motion brush.
@@ -190,31 +196,24 @@ fn compute() -> BTreeMap<String, String> {
         ),
     ];
     for (name, spec) in &cases {
-        frames(name, image2video_frames(spec, Some(TINY), 2));
+        frame_entries(&mut table, name, image2video_frames(spec, Some(TINY), 2));
     }
 
     // Text to video (§3.6–§3.7) at API sizes: a landscape and a portrait clip, and a
     // customised multi-shot one.
-    frames(
+    frame_entries(
+        &mut table,
         "t2v-landscape",
         text2video_frames(&t2v("a lighthouse on a cliff", Aspect::Landscape16x9, 3), 2),
     );
-    frames(
+    frame_entries(
+        &mut table,
         "t2v-portrait",
         text2video_frames(&t2v("a red fox in snow", Aspect::Portrait9x16, 3), 2),
     );
-    let shots = MultiShot::Customize(
-        [1, 2]
-            .iter()
-            .enumerate()
-            .map(|(k, &d)| Shot {
-                index: k as u32 + 1,
-                prompt: format!("shot {} of a market at noon", k + 1),
-                duration_s: d,
-            })
-            .collect(),
-    );
-    frames(
+    let shots = common::customized_shots(&[1, 2], "a market at noon");
+    frame_entries(
+        &mut table,
         "t2v-multi-shot",
         text2video_frames(
             &RenderSpec {
@@ -253,10 +252,6 @@ fn compute() -> BTreeMap<String, String> {
 
     // The video-driven kinds (§3.10–§3.13), with the clip above as their input video.
     let video = Asset::new(source.mp4.clone());
-    let mut frames = |name: &str, got: Result<Vec<I420Frame>, kinora_render::RenderError>| {
-        let got = got.unwrap_or_else(|e| panic!("{name}: {e}"));
-        table.insert(format!("{name}.frames"), frames_hash(&got));
-    };
     let motion = RenderSpec {
         motion_control: Some(MotionControlInput {
             character: picture(180, 320, 1.5),
@@ -266,7 +261,8 @@ fn compute() -> BTreeMap<String, String> {
         }),
         ..RenderSpec::new(RenderKind::MotionControl, "a dancer on a stage")
     };
-    frames(
+    frame_entries(
+        &mut table,
         "motion-control",
         motion_control_frames(&motion, Some(TINY), 2),
     );
@@ -279,15 +275,18 @@ fn compute() -> BTreeMap<String, String> {
         }),
         ..RenderSpec::new(RenderKind::Omni, "the same shot, in autumn colours")
     };
-    frames(
+    frame_entries(
+        &mut table,
         "omni-video-edit",
         video_edit_frames(&omni(VideoReferKind::Base), Some(TINY), 2),
     );
-    frames(
+    frame_entries(
+        &mut table,
         "omni-feature-reference",
         feature_reference_frames(&omni(VideoReferKind::Feature), Some(TINY), 2),
     );
-    frames(
+    frame_entries(
+        &mut table,
         "extend",
         extend_continuation_frames(
             &RenderSpec {

@@ -9,7 +9,7 @@ use kinora_render::camera::{Axis, CameraControl};
 use kinora_render::engine::{CancelFlag, EnginePool, RenderError, RenderOutput};
 use kinora_render::kinds::image2video::image2video_frames;
 use kinora_render::plan::{Aspect, Mode, Size};
-use kinora_render::spec::{MultiShot, Shot};
+use kinora_render::spec::MultiShot;
 use kinora_render::{Asset, RenderKind, RenderSpec};
 
 use common::{decoded_luma, mean_abs_diff};
@@ -20,17 +20,7 @@ fn render(spec: &RenderSpec) -> Result<RenderOutput, RenderError> {
 }
 
 fn shots(durations: &[u32]) -> MultiShot {
-    MultiShot::Customize(
-        durations
-            .iter()
-            .enumerate()
-            .map(|(k, &d)| Shot {
-                index: k as u32 + 1,
-                prompt: format!("shot {} of the harbour at dusk", k + 1),
-                duration_s: d,
-            })
-            .collect(),
-    )
+    common::customized_shots(durations, "the harbour at dusk")
 }
 
 /// Asserts that the frame-to-frame difference peaks exactly at `cuts` and only there: every

@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: reading rendered MP4s back. Each test file uses
-//! some of them.
+//! Helpers shared by the integration tests: reading rendered MP4s back, building requests.
+//! Each test file uses some of them.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use kinora_render::engine::CancelFlag;
 use kinora_render::plan::Size;
 use kinora_render::source::SourceVideo;
+use kinora_render::spec::{MultiShot, Shot};
 
 /// Decodes every frame of an output at its own size and returns the luma planes.
 pub fn decoded_luma(mp4: &[u8]) -> Vec<Vec<u8>> {
@@ -55,4 +56,19 @@ pub fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> &'a [u8] {
         at += size;
     }
     panic!("no {} box", String::from_utf8_lossy(kind))
+}
+
+/// A customised multi-shot request: one shot per duration, prompted "shot k of {scene}".
+pub fn customized_shots(durations: &[u32], scene: &str) -> MultiShot {
+    MultiShot::Customize(
+        durations
+            .iter()
+            .enumerate()
+            .map(|(k, &d)| Shot {
+                index: k as u32 + 1,
+                prompt: format!("shot {} of {scene}", k + 1),
+                duration_s: d,
+            })
+            .collect(),
+    )
 }
