@@ -8,6 +8,7 @@
 //! is integer arithmetic.
 
 use std::io::Cursor;
+use std::num::NonZeroU32;
 
 use fast_image_resize as fr;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
@@ -235,6 +236,13 @@ fn resize_rgb(
     )
     .map_err(|e| internal(&e))?;
     let mut dst = fr::images::Image::new(width, height, fr::PixelType::U8x3);
+    resizer_with(extensions)?
+        .resize(&src, &mut dst, &resize_options(crop)?)
+        .map_err(|e| internal(&e))?;
+    Ok(dst.into_vec())
+}
+
+fn resizer_with(extensions: Option<fr::CpuExtensions>) -> Result<fr::Resizer, RenderError> {
     let mut resizer = fr::Resizer::new();
     if let Some(ext) = extensions {
         if !ext.is_supported() {
@@ -243,10 +251,88 @@ fn resize_rgb(
         // SAFETY: the extension was just checked to be supported by this CPU.
         unsafe { resizer.set_cpu_extensions(ext) };
     }
-    resizer
-        .resize(&src, &mut dst, &resize_options(crop)?)
+    Ok(resizer)
+}
+
+/// [`resize_rgb`] in bands on the current pool, with the same bytes.
+///
+/// For 8-bit pixels the resizer runs its vertical pass into a temporary image, then its
+/// horizontal pass over it. Here the vertical pass runs in column bands (over the whole
+/// source width) and the horizontal pass in row bands. A pass's coefficients depend only on
+/// the source's extent along it, the crop's start and length along it and the output's length
+/// along it, which every band keeps; a band's other axis is cropped to whole, unscaled pixels,
+/// so the resizer runs only the one pass on it.
+fn resize_rgb_banded(
+    picture: &Picture,
+    crop: (f64, f64, f64, f64),
+    width: u32,
+    height: u32,
+    extensions: Option<fr::CpuExtensions>,
+) -> Result<Vec<u8>, RenderError> {
+    use fr::images::{TypedImage, TypedImageRef};
+    use fr::pixels::U8x3;
+    use fr::{ImageView, ImageViewMut};
+    let internal = |e: &dyn std::fmt::Display| RenderError::Internal(format!("resize: {e}"));
+    let (left, top, crop_w, crop_h) = crop;
+    let horizontal = f64::from(width) != crop_w || left != left.round();
+    let vertical = f64::from(height) != crop_h || top != top.round();
+    let src_w = picture.width;
+    let bands = (rayon::current_num_threads() as u32).min(src_w).min(height);
+    let (Some(src_cols), Some(parts)) = (NonZeroU32::new(src_w), NonZeroU32::new(bands)) else {
+        return resize_rgb(picture, crop, width, height, extensions);
+    };
+    // The banded vertical pass covers the whole source width (so the horizontal pass keeps
+    // the whole call's coordinates); for a narrow crop that costs more than the bands save.
+    let narrow = crop_w < 0.75 * f64::from(src_w);
+    if !(horizontal && vertical) || bands < 2 || narrow {
+        return resize_rgb(picture, crop, width, height, extensions);
+    }
+    let src = TypedImageRef::<U8x3>::from_buffer(src_w, picture.height, &picture.rgb)
         .map_err(|e| internal(&e))?;
-    Ok(dst.into_vec())
+    let mut temp = vec![0u8; src_w as usize * height as usize * 3];
+    {
+        let mut whole =
+            TypedImage::<U8x3>::from_buffer(src_w, height, &mut temp).map_err(|e| internal(&e))?;
+        let views = whole
+            .split_by_width_mut(0, src_cols, parts)
+            .ok_or_else(|| RenderError::Internal("resize: cannot split the columns".into()))?;
+        // Laid out as the resizer splits: equal widths, the first (width mod parts) one wider.
+        let (step, wider) = (src_w / bands, src_w % bands);
+        let starts: Vec<(u32, u32)> = (0..bands)
+            .map(|k| (k * step + k.min(wider), step + u32::from(k < wider)))
+            .collect();
+        views
+            .into_par_iter()
+            .zip(starts)
+            .try_for_each(|(mut view, (c0, cw))| {
+                if view.width() != cw {
+                    return Err(RenderError::Internal(
+                        "resize: unexpected column band".into(),
+                    ));
+                }
+                let options = resize_options((f64::from(c0), top, f64::from(cw), crop_h))?;
+                resizer_with(extensions)?
+                    .resize_typed(&src, &mut view, &options)
+                    .map_err(|e| internal(&e))
+            })?;
+    }
+    let temp =
+        TypedImageRef::<U8x3>::from_buffer(src_w, height, &temp).map_err(|e| internal(&e))?;
+    let row_bytes = width as usize * 3;
+    let rows = height.div_ceil(bands) as usize;
+    let mut out = vec![0u8; row_bytes * height as usize];
+    out.par_chunks_mut(rows * row_bytes)
+        .enumerate()
+        .try_for_each(|(k, chunk)| {
+            let n = (chunk.len() / row_bytes) as u32;
+            let mut band =
+                TypedImage::<U8x3>::from_buffer(width, n, chunk).map_err(|e| internal(&e))?;
+            let options = resize_options((left, (k * rows) as f64, crop_w, f64::from(n)))?;
+            resizer_with(extensions)?
+                .resize_typed(&temp, &mut band, &options)
+                .map_err(|e| internal(&e))
+        })?;
+    Ok(out)
 }
 
 /// Mirror index: …, 1, 0 | 0, 1, …, n−1 | n−1, n−2, … repeated, for any k.
@@ -550,7 +636,8 @@ impl StillCanvas {
         let layout = CanvasLayout::new(w, h);
         let (x0, y0, pw, ph) = layout.picture_rect();
         let fit = FitMapping::new(picture.width, picture.height, size);
-        let rgb = resize_rgb(picture, fit.crop, pw as u32, ph as u32, extensions)?;
+        let rgb = pool
+            .install(|| resize_rgb_banded(picture, fit.crop, pw as u32, ph as u32, extensions))?;
         let long = w.max(h) as f64 * OVERSAMPLE_NUM as f64 / OVERSAMPLE_DEN as f64;
         let r = (libm::round(MARGIN_BLUR_FRACTION * long) as usize).max(1);
         let rc = r.div_ceil(2);
@@ -708,6 +795,29 @@ mod tests {
         let fit = FitMapping::new(37, 29, Size::new(64, 48));
         let scalar = resize_rgb(&small, fit.crop, 96, 72, Some(fr::CpuExtensions::None)).unwrap();
         assert_eq!(resize_rgb(&small, fit.crop, 96, 72, None).unwrap(), scalar);
+    }
+
+    #[test]
+    fn banded_resize_matches_one_whole_resize() {
+        let pic = noise_picture(613, 347, 8);
+        let whole_and_banded = |threads: usize, w: u32, h: u32, crop| {
+            let pool = EnginePool::new(threads).unwrap();
+            pool.install(|| {
+                (
+                    resize_rgb(&pic, crop, w, h, None).unwrap(),
+                    resize_rgb_banded(&pic, crop, w, h, None).unwrap(),
+                )
+            })
+        };
+        // Down and up, with a fractional crop start on either axis (a wider and a slightly
+        // taller view), and a view whose width is the picture's (one pass only).
+        for (w, h) in [(390, 218), (1202, 686), (97, 55), (500, 300), (613, 200)] {
+            let fit = FitMapping::new(613, 347, Size::new(w, h));
+            for threads in [1, 2, 3, 7] {
+                let (whole, banded) = whole_and_banded(threads, w, h, fit.crop);
+                assert!(whole == banded, "{w}x{h} on {threads}");
+            }
+        }
     }
 
     #[test]
