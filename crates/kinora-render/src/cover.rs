@@ -26,16 +26,27 @@ fn clamp8(v: i32) -> u8 {
 /// Interleaved 8-bit RGB of an I420 frame; each chroma sample serves its 2×2 block.
 pub fn i420_to_rgb(frame: &I420Frame) -> Vec<u8> {
     let (w, h) = (frame.width(), frame.height());
-    let mut rgb = Vec::with_capacity(w * h * 3);
-    for y in 0..h {
+    let mut rgb = vec![0u8; w * h * 3];
+    if w == 0 {
+        return rgb;
+    }
+    let pixel = |out: &mut [u8], luma: u8, u: i32, v: i32| {
+        let l = KY * (i32::from(luma) - 16);
+        out[0] = clamp8(l + KRV * v);
+        out[1] = clamp8(l - KGU * u - KGV * v);
+        out[2] = clamp8(l + KBU * u);
+    };
+    for (y, out) in rgb.chunks_exact_mut(w * 3).enumerate() {
         let (ys, us, vs) = (frame.y.row(y), frame.u.row(y / 2), frame.v.row(y / 2));
-        for (x, &luma) in ys.iter().enumerate() {
-            let l = KY * (i32::from(luma) - 16);
-            let u = i32::from(us[x / 2]) - 128;
-            let v = i32::from(vs[x / 2]) - 128;
-            rgb.push(clamp8(l + KRV * v));
-            rgb.push(clamp8(l - KGU * u - KGV * v));
-            rgb.push(clamp8(l + KBU * u));
+        // I420 sizes are even: each pair of pixels shares one chroma sample.
+        let pairs = out
+            .chunks_exact_mut(6)
+            .zip(ys.chunks_exact(2))
+            .zip(us.iter().zip(vs));
+        for ((out, luma), (&u, &v)) in pairs {
+            let (u, v) = (i32::from(u) - 128, i32::from(v) - 128);
+            pixel(&mut out[..3], luma[0], u, v);
+            pixel(&mut out[3..], luma[1], u, v);
         }
     }
     rgb
@@ -79,6 +90,33 @@ mod tests {
         let red = I420Frame::filled(2, 2, (63, 102, 240));
         let px = &i420_to_rgb(&red)[..3];
         assert!(px[0] >= 253 && px[1] <= 2 && px[2] <= 2, "{px:?}");
+    }
+
+    #[test]
+    fn every_pixel_takes_its_own_luma_and_its_blocks_chroma() {
+        let mut frame = I420Frame::filled(6, 4, (16, 128, 128));
+        let mut rng = crate::seed::SplitMix64::new(3);
+        for plane in [&mut frame.y, &mut frame.u, &mut frame.v] {
+            plane
+                .data
+                .iter_mut()
+                .for_each(|v| *v = rng.next_u64() as u8);
+        }
+        let rgb = i420_to_rgb(&frame);
+        for y in 0..4 {
+            for x in 0..6 {
+                let l = KY * (i32::from(frame.y.row(y)[x]) - 16);
+                let u = i32::from(frame.u.row(y / 2)[x / 2]) - 128;
+                let v = i32::from(frame.v.row(y / 2)[x / 2]) - 128;
+                let want = [
+                    clamp8(l + KRV * v),
+                    clamp8(l - KGU * u - KGV * v),
+                    clamp8(l + KBU * u),
+                ];
+                let at = 3 * (y * 6 + x);
+                assert_eq!(rgb[at..at + 3], want, "({x}, {y})");
+            }
+        }
     }
 
     #[test]
