@@ -1351,9 +1351,10 @@ mod avx2 {
             // The source rows a few output rows below, which no hardware prefetcher foresees
             // (each output row of a strip starts a new, distant source row): without this, the
             // loads of the lowest row of each window waited for memory most of the time.
+            // A prefetch never faults, so a row past the canvas's end needs no clamping (the
+            // address is formed without `add`'s in-bounds requirement).
             let ahead = ((t >> FRAC) as usize + PREFETCH_ROWS) * stride + (s >> FRAC) as usize;
-            let ahead = ahead.min(data.len() - 1);
-            _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().add(ahead) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().wrapping_add(ahead) as *const i8);
             for half in 0..HOMOGRAPHY_STEP / 8 {
                 let first = (8 * half) as i64;
                 let at = k * HOMOGRAPHY_STEP + 8 * half;

@@ -208,11 +208,12 @@ unsafe fn pass(
     // The source rows a few output rows below (see `super::avx2::segments`), both cache lines
     // a window may touch. Two rows: at the canvas's 1.5× scale the next output row starts one
     // or two source rows lower, and a single row left every other row to wait for memory.
+    // A prefetch never faults, so rows past the end of the canvas need no clamping (the
+    // address is formed without `add`'s in-bounds requirement).
     for row in PREFETCH_ROWS..PREFETCH_ROWS + 2 {
-        let ahead = (first + row * stride).min(data.len() - 1);
-        let ahead_end = (ahead + WINDOW - 1).min(data.len() - 1);
-        _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().add(ahead) as *const i8);
-        _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().add(ahead_end) as *const i8);
+        let ahead = data.as_ptr().wrapping_add(first + row * stride);
+        _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(WINDOW - 1) as *const i8);
     }
 
     // 32 lanes of integer·256 + fraction, relative to the window's first column and row.
