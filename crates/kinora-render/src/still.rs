@@ -227,19 +227,22 @@ fn resize_rgb(
     height: u32,
     extensions: Option<fr::CpuExtensions>,
 ) -> Result<Vec<u8>, RenderError> {
-    let internal = |e: &dyn std::fmt::Display| RenderError::Internal(format!("resize: {e}"));
     let src = fr::images::ImageRef::new(
         picture.width,
         picture.height,
         &picture.rgb,
         fr::PixelType::U8x3,
     )
-    .map_err(|e| internal(&e))?;
+    .map_err(resize_failed)?;
     let mut dst = fr::images::Image::new(width, height, fr::PixelType::U8x3);
     resizer_with(extensions)?
         .resize(&src, &mut dst, &resize_options(crop)?)
-        .map_err(|e| internal(&e))?;
+        .map_err(resize_failed)?;
     Ok(dst.into_vec())
+}
+
+fn resize_failed(e: impl std::fmt::Display) -> RenderError {
+    RenderError::Internal(format!("resize: {e}"))
 }
 
 fn resizer_with(extensions: Option<fr::CpuExtensions>) -> Result<fr::Resizer, RenderError> {
@@ -272,30 +275,29 @@ fn resize_rgb_banded(
     use fr::images::{TypedImage, TypedImageRef};
     use fr::pixels::U8x3;
     use fr::{ImageView, ImageViewMut};
-    let internal = |e: &dyn std::fmt::Display| RenderError::Internal(format!("resize: {e}"));
     let (left, top, crop_w, crop_h) = crop;
     let horizontal = f64::from(width) != crop_w || left != left.round();
     let vertical = f64::from(height) != crop_h || top != top.round();
     let src_w = picture.width;
     let bands = (rayon::current_num_threads() as u32).min(src_w).min(height);
-    let (Some(src_cols), Some(parts)) = (NonZeroU32::new(src_w), NonZeroU32::new(bands)) else {
-        return resize_rgb(picture, crop, width, height, extensions);
-    };
     // The banded vertical pass covers the whole source width (so the horizontal pass keeps
     // the whole call's coordinates); for a narrow crop that costs more than the bands save.
     let narrow = crop_w < 0.75 * f64::from(src_w);
-    if !(horizontal && vertical) || bands < 2 || narrow {
+    let worth_it = horizontal && vertical && bands >= 2 && !narrow;
+    let (true, Some(src_cols), Some(parts)) =
+        (worth_it, NonZeroU32::new(src_w), NonZeroU32::new(bands))
+    else {
         return resize_rgb(picture, crop, width, height, extensions);
-    }
+    };
     let src = TypedImageRef::<U8x3>::from_buffer(src_w, picture.height, &picture.rgb)
-        .map_err(|e| internal(&e))?;
+        .map_err(resize_failed)?;
     let mut temp = vec![0u8; src_w as usize * height as usize * 3];
     {
         let mut whole =
-            TypedImage::<U8x3>::from_buffer(src_w, height, &mut temp).map_err(|e| internal(&e))?;
+            TypedImage::<U8x3>::from_buffer(src_w, height, &mut temp).map_err(resize_failed)?;
         let views = whole
             .split_by_width_mut(0, src_cols, parts)
-            .ok_or_else(|| RenderError::Internal("resize: cannot split the columns".into()))?;
+            .ok_or_else(|| resize_failed("cannot split the columns"))?;
         // Laid out as the resizer splits: equal widths, the first (width mod parts) one wider.
         let (step, wider) = (src_w / bands, src_w % bands);
         let starts: Vec<(u32, u32)> = (0..bands)
@@ -306,18 +308,15 @@ fn resize_rgb_banded(
             .zip(starts)
             .try_for_each(|(mut view, (c0, cw))| {
                 if view.width() != cw {
-                    return Err(RenderError::Internal(
-                        "resize: unexpected column band".into(),
-                    ));
+                    return Err(resize_failed("unexpected column band"));
                 }
                 let options = resize_options((f64::from(c0), top, f64::from(cw), crop_h))?;
                 resizer_with(extensions)?
                     .resize_typed(&src, &mut view, &options)
-                    .map_err(|e| internal(&e))
+                    .map_err(resize_failed)
             })?;
     }
-    let temp =
-        TypedImageRef::<U8x3>::from_buffer(src_w, height, &temp).map_err(|e| internal(&e))?;
+    let temp = TypedImageRef::<U8x3>::from_buffer(src_w, height, &temp).map_err(resize_failed)?;
     let row_bytes = width as usize * 3;
     let rows = height.div_ceil(bands) as usize;
     let mut out = vec![0u8; row_bytes * height as usize];
@@ -326,11 +325,11 @@ fn resize_rgb_banded(
         .try_for_each(|(k, chunk)| {
             let n = (chunk.len() / row_bytes) as u32;
             let mut band =
-                TypedImage::<U8x3>::from_buffer(width, n, chunk).map_err(|e| internal(&e))?;
+                TypedImage::<U8x3>::from_buffer(width, n, chunk).map_err(resize_failed)?;
             let options = resize_options((left, (k * rows) as f64, crop_w, f64::from(n)))?;
             resizer_with(extensions)?
                 .resize_typed(&temp, &mut band, &options)
-                .map_err(|e| internal(&e))
+                .map_err(resize_failed)
         })?;
     Ok(out)
 }
