@@ -181,7 +181,8 @@ fn photo_jpeg(width: u32, height: u32, fixture: Fixture) -> Vec<u8> {
 #[derive(Clone, Copy)]
 enum Kind {
     Text,
-    Image(CameraControl),
+    /// image2video with this camera over this picture.
+    Image(CameraControl, Fixture),
 }
 
 struct Case {
@@ -191,8 +192,6 @@ struct Case {
     mode: Mode,
     seconds: u32,
     kind: Kind,
-    /// The picture of an image2video case.
-    fixture: Fixture,
 }
 
 fn combined() -> CameraControl {
@@ -213,7 +212,6 @@ fn cases() -> Vec<Case> {
             mode: Mode::Std,
             seconds: 5,
             kind: Kind::Text,
-            fixture: Fixture::Photo,
         },
         Case {
             name: "T2 text2video 1080p 10 s",
@@ -221,50 +219,47 @@ fn cases() -> Vec<Case> {
             mode: Mode::Pro,
             seconds: 10,
             kind: Kind::Text,
-            fixture: Fixture::Photo,
         },
         Case {
             name: "B1 i2v 720p 5 s zoom",
             baseline: "",
             mode: Mode::Std,
             seconds: 5,
-            kind: Kind::Image(CameraControl::Simple {
-                axis: Axis::Zoom,
-                value: -5.0,
-            }),
-            fixture: Fixture::Photo,
+            kind: Kind::Image(
+                CameraControl::Simple {
+                    axis: Axis::Zoom,
+                    value: -5.0,
+                },
+                Fixture::Photo,
+            ),
         },
         Case {
             name: "B2 i2v 720p 5 s combined",
             baseline: "E1",
             mode: Mode::Std,
             seconds: 5,
-            kind: Kind::Image(combined()),
-            fixture: Fixture::Photo,
+            kind: Kind::Image(combined(), Fixture::Photo),
         },
         Case {
             name: "B3 i2v 1080p 10 s combined",
             baseline: "E2",
             mode: Mode::Pro,
             seconds: 10,
-            kind: Kind::Image(combined()),
-            fixture: Fixture::Photo,
+            kind: Kind::Image(combined(), Fixture::Photo),
         },
         Case {
             name: "B2f B2 on the flat picture",
             baseline: "E1f",
             mode: Mode::Std,
             seconds: 5,
-            kind: Kind::Image(combined()),
-            fixture: Fixture::Flat,
+            kind: Kind::Image(combined(), Fixture::Flat),
         },
         Case {
             name: "B3f B3 on the flat picture",
             baseline: "E2f",
             mode: Mode::Pro,
             seconds: 10,
-            kind: Kind::Image(combined()),
-            fixture: Fixture::Flat,
+            kind: Kind::Image(combined(), Fixture::Flat),
         },
     ]
 }
@@ -276,7 +271,7 @@ fn spec_for(case: &Case, photo: &Asset) -> RenderSpec {
             duration_s: Some(case.seconds),
             ..RenderSpec::text2video(PROMPT)
         },
-        Kind::Image(control) => RenderSpec {
+        Kind::Image(control, _) => RenderSpec {
             mode: case.mode,
             duration_s: Some(case.seconds),
             camera: Some(control),
@@ -289,7 +284,7 @@ fn spec_for(case: &Case, photo: &Asset) -> RenderSpec {
 /// The frames the pipeline encodes, rendered up front.
 fn prerender(case: &Case, spec: &RenderSpec, threads: usize) -> Option<Vec<I420Frame>> {
     match case.kind {
-        Kind::Image(_) => image2video_frames(spec, None, threads).ok(),
+        Kind::Image(..) => image2video_frames(spec, None, threads).ok(),
         Kind::Text => text2video_frames(spec, threads).ok(),
     }
 }
@@ -302,7 +297,11 @@ fn run_peak_rss_case(threads: usize, name: &str) -> std::process::ExitCode {
     let Some(case) = cases().into_iter().find(|c| c.name.starts_with(name)) else {
         return std::process::ExitCode::FAILURE;
     };
-    let photo = Asset::new(photo_jpeg(3840, 2160, case.fixture));
+    let fixture = match case.kind {
+        Kind::Image(_, fixture) => fixture,
+        Kind::Text => Fixture::Photo,
+    };
+    let photo = Asset::new(photo_jpeg(3840, 2160, fixture));
     if kinora_render::render(&spec_for(&case, &photo), &pool, &CancelFlag::new()).is_err() {
         return std::process::ExitCode::FAILURE;
     }
@@ -360,9 +359,9 @@ fn main() -> std::process::ExitCode {
         let _ = writeln!(err, "cannot encode the fixture");
         std::process::exit(1);
     }
-    let picture = |case: &Case| match case.fixture {
-        Fixture::Photo => &photo,
-        Fixture::Flat => &flat,
+    let picture = |case: &Case| match case.kind {
+        Kind::Image(_, Fixture::Flat) => &flat,
+        Kind::Image(_, Fixture::Photo) | Kind::Text => &photo,
     };
     let mut out = std::io::stdout();
     let _ = writeln!(out, "pool threads: {threads}, encoder assembly: {ENCODER_HAS_ASSEMBLY}, runs: {RUNS} (+1 warm-up)");
