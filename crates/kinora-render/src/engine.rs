@@ -256,7 +256,7 @@ mod tests {
         let t = title("0123456789abcdef0123");
         assert_eq!(
             t,
-            "kinora-local r1 · deterministic render, not AI-generated · id 0123456789abcdef"
+            "kinora-local r2 · deterministic render, not AI-generated · id 0123456789abcdef"
         );
     }
 }

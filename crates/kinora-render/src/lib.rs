@@ -1,4 +1,4 @@
-//! The local render engine (engine revision r1): turns a validated render request and the
+//! The local render engine (engine revision r2): turns a validated render request and the
 //! bytes of its inputs into a real, playable H.264 MP4, a JPEG cover and optionally a
 //! watermarked copy. It is a deterministic renderer for development, tests and demos, not a
 //! generative model: controllable parameters are honoured exactly, and what a prompt

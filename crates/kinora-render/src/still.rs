@@ -2,10 +2,11 @@
 //! cover-fit image→frame mapping, and the canvas a camera moves over.
 //!
 //! A picture is resized once (Lanczos3) to 1.5× the output size and converted from RGB to
-//! I420 once, straight into its canvas: every canvas sample outside the picture takes the
-//! mirror image of the picture across its edges, and that margin is then blurred and dimmed so
-//! that a camera move revealing it reads as "beyond the picture". Everything after the resize
-//! is integer arithmetic.
+//! I420 once, straight into its canvas. Every canvas sample outside the picture takes the
+//! mirror image of the picture across its edges, blurred and dimmed, so that a camera move
+//! revealing it reads as "beyond the picture"; since revision r2 that margin is computed on
+//! the canvas reduced 4× on each axis and interpolated back (see [`MARGIN_REDUCTION`]).
+//! Everything after the resize is integer arithmetic.
 
 use std::io::Cursor;
 use std::num::NonZeroU32;
@@ -366,7 +367,7 @@ fn uv_of4(r: i32, g: i32, b: i32) -> (u8, u8) {
     (u.clamp(0, 255) as u8, v.clamp(0, 255) as u8)
 }
 
-/// Packed RGB of even size to I420 with the same conversion as [`fill_canvas`]; chroma from
+/// Packed RGB of even size to I420 with the same conversion as [`fill_picture`]; chroma from
 /// each 2×2 block's sum.
 pub(crate) fn rgb_to_i420(rgb: &[u8], width: usize, height: usize) -> I420Frame {
     let mut frame = I420Frame::filled(width, height, (16, 128, 128));
@@ -392,56 +393,52 @@ pub(crate) fn rgb_to_i420(rgb: &[u8], width: usize, height: usize) -> I420Frame 
     frame
 }
 
-/// Fills the canvas from the resized picture (`pw`×`ph` RGB placed at (`x0`, `y0`)), with
-/// every sample outside it mirrored back into it.
-fn fill_canvas(rgb: &[u8], pw: usize, ph: usize, x0: usize, y0: usize, canvas: &mut I420Frame) {
+/// Writes the resized picture (`pw`×`ph` RGB placed at (`x0`, `y0`)) into the canvas: every
+/// luma sample of the picture rectangle, and every chroma sample whose luma pair is centred
+/// inside it. A chroma sample on an odd edge also covers one margin column or row; that half
+/// takes the mirror image of the picture, as the margin does.
+fn fill_picture(rgb: &[u8], pw: usize, ph: usize, x0: usize, y0: usize, canvas: &mut I420Frame) {
     let (cw, ch) = (canvas.width(), canvas.height());
-    let xmap: Vec<usize> = (0..cw)
-        .map(|x| 3 * reflect(x as isize - x0 as isize, pw))
-        .collect();
-    let ymap: Vec<usize> = (0..ch)
-        .map(|y| reflect(y as isize - y0 as isize, ph))
-        .collect();
-    let row = |y: usize| &rgb[ymap[y] * pw * 3..(ymap[y] + 1) * pw * 3];
-    // Luma is per pixel, so the mirrored canvas's luma is the mirrored picture's luma: each
-    // picture pixel is converted once (not once per canvas sample that mirrors it), and the
-    // canvas rows are copies, mirrored in the margins.
-    let mut luma = vec![0u8; pw * ph];
-    luma.par_chunks_mut(pw)
-        .zip(rgb.par_chunks(3 * pw))
-        .for_each(|(out, src)| {
-            for (o, p) in out.iter_mut().zip(src.chunks_exact(3)) {
-                *o = y_of(i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
-            }
-        });
-    let inside = x0.min(cw)..(x0 + pw).min(cw);
+    let (xs, ys) = (x0.min(cw)..(x0 + pw).min(cw), y0.min(ch)..(y0 + ph).min(ch));
     let stride = canvas.y.stride;
     canvas
         .y
         .data
         .par_chunks_mut(stride)
         .enumerate()
+        .skip(ys.start)
+        .take(ys.len())
         .for_each(|(y, out)| {
-            let src = &luma[ymap[y] * pw..(ymap[y] + 1) * pw];
-            let out = &mut out[..cw];
-            out[inside.clone()].copy_from_slice(&src[inside.start - x0..inside.end - x0]);
-            let margins = (0..inside.start).chain(inside.end..cw);
-            for x in margins {
-                out[x] = src[xmap[x] / 3];
+            let src = &rgb[(y - y0) * pw * 3..(y - y0 + 1) * pw * 3];
+            let from = (xs.start - x0) * 3;
+            for (o, p) in out[xs.clone()].iter_mut().zip(src[from..].chunks_exact(3)) {
+                *o = y_of(i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
             }
         });
+    let row = |y: usize| {
+        let y = reflect(y as isize - y0 as isize, ph);
+        &rgb[y * pw * 3..(y + 1) * pw * 3]
+    };
+    let (cxs, cys) = picture_chroma(x0, pw, y0, ph, canvas.u.width, canvas.u.height);
+    // The two picture columns (as offsets into an RGB row) under each chroma sample.
+    let column = |x: usize| 3 * reflect(x as isize - x0 as isize, pw);
+    let pairs: Vec<(usize, usize)> = cxs
+        .clone()
+        .map(|cx| (column(2 * cx), column(2 * cx + 1)))
+        .collect();
     let cstride = canvas.u.stride;
-    let cwidth = canvas.u.width;
     canvas
         .u
         .data
         .par_chunks_mut(cstride)
         .zip(canvas.v.data.par_chunks_mut(cstride))
         .enumerate()
+        .skip(cys.start)
+        .take(cys.len())
         .for_each(|(cy, (us, vs))| {
             let (a, b) = (row(2 * cy), row(2 * cy + 1));
-            for (cx, (u, v)) in us[..cwidth].iter_mut().zip(&mut vs[..cwidth]).enumerate() {
-                let (x0, x1) = (xmap[2 * cx], xmap[2 * cx + 1]);
+            let (us, vs) = (&mut us[cxs.clone()], &mut vs[cxs.clone()]);
+            for ((u, v), &(x0, x1)) in us.iter_mut().zip(vs.iter_mut()).zip(&pairs) {
                 let sum = |c: usize| {
                     i32::from(a[x0 + c])
                         + i32::from(a[x1 + c])
@@ -451,6 +448,214 @@ fn fill_canvas(rgb: &[u8], pw: usize, ph: usize, x0: usize, y0: usize, canvas: &
                 (*u, *v) = uv_of4(sum(0), sum(1), sum(2));
             }
         });
+}
+
+/// The chroma samples of the picture rectangle (`x0`, `pw`, `y0`, `ph` in luma samples) on
+/// a chroma plane of `cw`×`ch`: a sample belongs to the picture when the centre of its luma
+/// pair lies inside it (edges included).
+fn picture_chroma(
+    x0: usize,
+    pw: usize,
+    y0: usize,
+    ph: usize,
+    cw: usize,
+    ch: usize,
+) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let span = |start: usize, len: usize, limit: usize| {
+        (start / 2).min(limit)..(start + len).div_ceil(2).min(limit)
+    };
+    (span(x0, pw, cw), span(y0, ph, ch))
+}
+
+/// The margin's blur runs on the plane reduced by this factor on each axis and is then
+/// interpolated back. Three box passes of radius r make a Gaussian of σ ≈ r, and r is 2 % of
+/// the long side (38 samples at 720p): the reduced plane keeps everything the blur lets
+/// through, for a sixteenth of the work, and the margin is no longer drawn at full size only
+/// to be blurred away.
+const MARGIN_REDUCTION: usize = 4;
+
+/// Fills every sample of `plane` outside the picture rectangle `xs`×`ys` (already drawn)
+/// with the picture mirrored across its edges, blurred by three box passes of radius `r`
+/// and dimmed towards `centre`, all on the plane reduced by [`MARGIN_REDUCTION`]; the result
+/// is interpolated bilinearly back to full size.
+fn fill_margin(
+    plane: &mut Plane,
+    xs: std::ops::Range<usize>,
+    ys: std::ops::Range<usize>,
+    r: usize,
+    centre: i32,
+) {
+    if xs.is_empty() || ys.is_empty() {
+        return;
+    }
+    let mirrored = reduce_mirrored(plane, xs.clone(), ys.clone());
+    let mut blurred = blur3(&mirrored, reduced_radius(r));
+    for v in &mut blurred.data {
+        *v = dim(*v, centre);
+    }
+    upsample_margin(plane, &blurred, xs, ys);
+}
+
+/// The radius that blurs the reduced plane as three passes of radius `r` blur the full one:
+/// three passes of radius r have variance r·(r + 1); the reduction (a box of F) and the
+/// bilinear interpolation back (a tent of F) add (F² − 1)/12 + F²/6 ≈ F²/4 full-size samples².
+/// In reduced units the passes must then bring (r·(r + 1) − F²/4) / F²: the nearest radius
+/// (integers throughout, at least 1).
+fn reduced_radius(r: usize) -> usize {
+    const F: usize = MARGIN_REDUCTION;
+    let want = (4 * r * (r + 1)).saturating_sub(F * F);
+    // Compare 4·F²·k·(k + 1) with `want` (everything times 4·F²): the k that comes closest.
+    let miss = |k: usize| (4 * F * F * k * (k + 1)).abs_diff(want);
+    (1..=r.max(1)).min_by_key(|&k| miss(k)).unwrap_or(1)
+}
+
+/// The whole `plane` with every sample outside `xs`×`ys` replaced by the mirror image of the
+/// picture inside across its edges, reduced by [`MARGIN_REDUCTION`] on each axis: each sample
+/// the rounded mean of its block (blocks on the far edges are partial). Only the picture is
+/// read; the mirrored plane is never drawn at full size.
+fn reduce_mirrored(plane: &Plane, xs: std::ops::Range<usize>, ys: std::ops::Range<usize>) -> Plane {
+    const F: usize = MARGIN_REDUCTION;
+    let (w, h) = (plane.width, plane.height);
+    let (sw, sh) = (w.div_ceil(F), h.div_ceil(F));
+    let mirror = |k: usize, span: &std::ops::Range<usize>| {
+        span.start + reflect(k as isize - span.start as isize, span.len())
+    };
+    // The mirrored canvas row as runs of consecutive picture samples, forwards or backwards:
+    // (first canvas column, first picture column, length, backwards).
+    let mut runs: Vec<(usize, usize, usize, bool)> = Vec::new();
+    for x in 0..w {
+        let from = mirror(x, &xs);
+        match runs.last_mut() {
+            Some((_, start, len, back)) if *len == 1 && from + 1 == *start => {
+                (*len, *back) = (2, true);
+            }
+            Some((_, start, len, back)) if !*back && from == *start + *len => *len += 1,
+            Some((_, start, len, back)) if *back && from + *len == *start => *len += 1,
+            _ => runs.push((x, from, 1, false)),
+        }
+    }
+    // Each picture row mirrored, then summed over the column blocks (at most 4·255).
+    let mut block_sums = vec![0u16; ys.len() * sw];
+    block_sums
+        .par_chunks_mut(sw)
+        .zip(ys.clone().into_par_iter())
+        .for_each_init(
+            || vec![0u8; w],
+            |line, (out, y)| {
+                let row = plane.row(y);
+                for &(at, from, len, back) in &runs {
+                    let dst = &mut line[at..at + len];
+                    if back {
+                        let src = &row[from + 1 - len..=from];
+                        for (d, &v) in dst.iter_mut().zip(src.iter().rev()) {
+                            *d = v;
+                        }
+                    } else {
+                        dst.copy_from_slice(&row[from..from + len]);
+                    }
+                }
+                for (o, block) in out.iter_mut().zip(line.chunks(F)) {
+                    *o = block.iter().map(|&v| u16::from(v)).sum();
+                }
+            },
+        );
+    let mut out = Plane::new(sw, sh, 0);
+    out.data.par_chunks_mut(sw).enumerate().for_each_init(
+        || vec![0u32; sw],
+        |sums, (j, out)| {
+            sums.fill(0);
+            let rows = j * F..((j + 1) * F).min(h);
+            let tall = rows.len();
+            for y in rows {
+                let at = (mirror(y, &ys) - ys.start) * sw;
+                for (s, &v) in sums.iter_mut().zip(&block_sums[at..at + sw]) {
+                    *s += u32::from(v);
+                }
+            }
+            let full = Divider::new((tall * F) as u32);
+            for (o, &s) in out.iter_mut().zip(sums.iter()) {
+                *o = full.round(s);
+            }
+            // A last block narrower than F (the width is not a multiple of it).
+            let wide = w - (sw - 1) * F;
+            if wide < F {
+                if let (Some(o), Some(&s)) = (out.last_mut(), sums.last()) {
+                    *o = Divider::new((tall * wide) as u32).round(s);
+                }
+            }
+        },
+    );
+    out
+}
+
+/// Writes the margin of `plane` (every sample outside `xs`×`ys`) from `reduced`, the plane
+/// reduced by [`MARGIN_REDUCTION`], interpolated bilinearly with edges clamped. With F the
+/// factor, full-size sample x sits at reduced position (2x + 1 − F) / 2F, so the weights are
+/// whole multiples of 1/2F and the arithmetic is exact in integers.
+fn upsample_margin(
+    plane: &mut Plane,
+    reduced: &Plane,
+    xs: std::ops::Range<usize>,
+    ys: std::ops::Range<usize>,
+) {
+    const F: usize = MARGIN_REDUCTION;
+    const D: u32 = 2 * F as u32;
+    // Full-size sample F·k + m lies between reduced samples k − 1 and k (m < F/2) or k and
+    // k + 1, at these weights of the second, in 1/D.
+    const PHASES: [(usize, u32); F] = {
+        let mut phases = [(0, 0); F];
+        let mut m = 0;
+        while m < F {
+            let q = 2 * m + 1 + F; // 2·(F·k + m) + 1 − F, shifted by one reduced sample
+            phases[m] = (q / (2 * F), (q % (2 * F)) as u32);
+            m += 1;
+        }
+        phases
+    };
+    let (w, rw, rh) = (plane.width, reduced.width, reduced.height);
+    // The reduced row(s) above and below a full-size row, and the weight of the second.
+    let rows = |y: usize| {
+        let q = 2 * y as isize + 1 - F as isize;
+        let (i, f) = (q.div_euclid(D as isize), q.rem_euclid(D as isize) as u32);
+        let at = |k: isize| k.clamp(0, rh as isize - 1) as usize;
+        (at(i), at(i + 1), f)
+    };
+    let stride = plane.stride;
+    plane.data.par_chunks_mut(stride).enumerate().for_each_init(
+        // The vertical blend of a row, with its first and last samples repeated once on
+        // either side (the clamped edges), and the row interpolated across.
+        || (vec![0u32; rw + 2], vec![0u8; rw * F]),
+        |(blend, line), (y, row)| {
+            let (a, b, fy) = rows(y);
+            for ((o, &p), &q) in blend[1..=rw]
+                .iter_mut()
+                .zip(reduced.row(a))
+                .zip(reduced.row(b))
+            {
+                *o = u32::from(p) * (D - fy) + u32::from(q) * fy;
+            }
+            (blend[0], blend[rw + 1]) = (blend[1], blend[rw]);
+            let mut fill = |range: std::ops::Range<usize>| {
+                let blocks = range.start / F..range.end.div_ceil(F);
+                for (k, out) in blocks
+                    .clone()
+                    .zip(line.chunks_exact_mut(F).skip(blocks.start))
+                {
+                    for (o, &(left, fx)) in out.iter_mut().zip(&PHASES) {
+                        let (l, r) = (blend[k + left], blend[k + left + 1]);
+                        *o = ((l * (D - fx) + r * fx + D * D / 2) / (D * D)) as u8;
+                    }
+                }
+                row[range.clone()].copy_from_slice(&line[range]);
+            };
+            if ys.contains(&y) {
+                fill(0..xs.start);
+                fill(xs.end..w);
+            } else {
+                fill(0..w);
+            }
+        },
+    );
 }
 
 /// Exact division by `taps` (< 4096) for dividends up to 256·taps, by multiply and shift.
@@ -571,38 +776,6 @@ fn dim(v: u8, centre: i32) -> u8 {
     (centre + d) as u8
 }
 
-/// Replaces every sample of `plane` outside the column range `xs` on rows `ys` (and every
-/// sample of the other rows) by the dimmed `blurred` one.
-fn composite_margin(
-    plane: &mut Plane,
-    blurred: &Plane,
-    xs: std::ops::Range<usize>,
-    ys: std::ops::Range<usize>,
-    centre: i32,
-) {
-    let w = plane.width;
-    let stride = plane.stride;
-    plane
-        .data
-        .par_chunks_mut(stride)
-        .enumerate()
-        .for_each(|(y, row)| {
-            let b = blurred.row(y);
-            let row = &mut row[..w];
-            let apply = |o: &mut [u8], b: &[u8]| {
-                for (o, &v) in o.iter_mut().zip(b) {
-                    *o = dim(v, centre);
-                }
-            };
-            if ys.contains(&y) {
-                apply(&mut row[..xs.start], &b[..xs.start]);
-                apply(&mut row[xs.end..], &b[xs.end..]);
-            } else {
-                apply(row, b);
-            }
-        });
-}
-
 /// A still source on its canvas (§3.1): the picture at 1.5× with margins of ⌈L/4⌉.
 #[derive(Clone, Debug)]
 pub struct StillCanvas {
@@ -643,18 +816,16 @@ impl StillCanvas {
         let canvas = pool.install(|| {
             let mut canvas =
                 I420Frame::filled(layout.canvas_width, layout.canvas_height, (16, 128, 128));
-            fill_canvas(&rgb, pw, ph, x0, y0, &mut canvas);
+            fill_picture(&rgb, pw, ph, x0, y0, &mut canvas);
             drop(rgb);
-            // Chroma sample c covers luma columns 2c and 2c+1; it belongs to the picture when
-            // the centre of that pair lies inside the picture (edges included).
-            let chroma = |start: usize, len: usize| start / 2..(start + len).div_ceil(2);
-            let (cxs, cys) = (chroma(x0, pw), chroma(y0, ph));
-            let blurred = blur3(&canvas.y, r);
-            composite_margin(&mut canvas.y, &blurred, x0..x0 + pw, y0..y0 + ph, 16);
-            drop(blurred);
+            let (cxs, cys) = picture_chroma(x0, pw, y0, ph, canvas.u.width, canvas.u.height);
+            let (xs, ys) = (
+                x0..(x0 + pw).min(canvas.y.width),
+                y0..(y0 + ph).min(canvas.y.height),
+            );
+            fill_margin(&mut canvas.y, xs, ys, r, 16);
             for plane in [&mut canvas.u, &mut canvas.v] {
-                let blurred = blur3(plane, rc);
-                composite_margin(plane, &blurred, cxs.clone(), cys.clone(), 128);
+                fill_margin(plane, cxs.clone(), cys.clone(), rc, 128);
             }
             canvas
         });
@@ -905,6 +1076,56 @@ mod tests {
         let same = StillCanvas::from_picture(&pic, Size::new(64, 36), &EnginePool::new(1).unwrap())
             .unwrap();
         assert_eq!(same.canvas(), still.canvas());
+    }
+
+    #[test]
+    fn reduced_margin_matches_the_full_size_blur_of_the_mirror() {
+        // Pictures with detail at several scales, where neither the picture's place and size
+        // nor the radius are multiples of the reduction: (width, height, x0, y0, radius).
+        for (w, h, x0, y0, r) in [(203, 117, 81, 74, 10), (401, 233, 243, 198, 38)] {
+            let mut plane = Plane::new(w + 2 * x0 - 1, h + 2 * y0 + 3, 0);
+            let value = |x: usize, y: usize| {
+                let (u, v) = (x as f64 / w as f64, y as f64 / h as f64);
+                let wave = (u * 19.0).sin() * (v * 7.0).cos() * 50.0 + (u * 3.0 + v * 5.0) * 20.0;
+                (120.0 + wave).clamp(0.0, 255.0) as u8
+            };
+            for y in 0..h {
+                for x in 0..w {
+                    plane.row_mut(y0 + y)[x0 + x] = value(x, y);
+                }
+            }
+            let picture = plane.clone();
+            fill_margin(&mut plane, x0..x0 + w, y0..y0 + h, r, 16);
+
+            // The definition at full size: mirror, three box passes of radius r, dim.
+            let mut mirrored = Plane::new(plane.width, plane.height, 0);
+            for y in 0..plane.height {
+                for x in 0..plane.width {
+                    let (mx, my) = (
+                        reflect(x as isize - x0 as isize, w),
+                        reflect(y as isize - y0 as isize, h),
+                    );
+                    mirrored.row_mut(y)[x] = value(mx, my);
+                }
+            }
+            let full = blur3(&mirrored, r);
+            let (mut total, mut count, mut worst) = (0u64, 0u64, 0u8);
+            for y in 0..plane.height {
+                for x in 0..plane.width {
+                    if (x0..x0 + w).contains(&x) && (y0..y0 + h).contains(&y) {
+                        assert_eq!(plane.get(x, y), picture.get(x, y), "picture at {x},{y}");
+                        continue;
+                    }
+                    let d = plane.get(x, y).abs_diff(dim(full.get(x, y), 16));
+                    total += u64::from(d);
+                    count += 1;
+                    worst = worst.max(d);
+                }
+            }
+            let mean = total as f64 / count as f64;
+            assert!(mean < 1.0, "radius {r}: mean difference {mean}");
+            assert!(worst <= 5, "radius {r}: largest difference {worst}");
+        }
     }
 
     #[test]

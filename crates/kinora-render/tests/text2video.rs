@@ -214,7 +214,7 @@ fn check_output(out: &RenderOutput, mode: Mode, aspect: Aspect) {
     assert_eq!(out.meta.frame_count, 120);
     assert_eq!(out.meta.duration, "5");
     assert!(!out.meta.has_audio);
-    assert_eq!((out.meta.engine, out.meta.revision), ("kinora-local", "r1"));
+    assert_eq!((out.meta.engine, out.meta.revision), ("kinora-local", "r2"));
     assert_eq!(out.meta.identity.len(), 64);
 
     assert_eq!(
@@ -506,7 +506,7 @@ fn ffprobe_cross_check() {
     let json: serde_json::Value = serde_json::from_str(&format).unwrap();
     assert_eq!(json["format"]["duration"].as_str(), Some("5.000000"));
     let title = json["format"]["tags"]["title"].as_str().unwrap_or_default();
-    assert!(title.starts_with("kinora-local r1"), "{format}");
+    assert!(title.starts_with("kinora-local r2"), "{format}");
 
     let (packets, _) = run(&[
         "ffprobe",

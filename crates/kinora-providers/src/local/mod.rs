@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use crate::{Progress, Provider, ProviderContext, ProviderError, Submission};
 
 pub const ENGINE_NAME: &str = "kinora-local";
-pub const ENGINE_REVISION: &str = "r1";
+pub const ENGINE_REVISION: &str = "r2";
 
 pub struct LocalProvider {
     pool: Arc<EnginePool>,
