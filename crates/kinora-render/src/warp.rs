@@ -5,9 +5,9 @@
 //! (x+½, y+½). Chroma planes use the same convention at half resolution, which makes the chroma
 //! matrix down(½)·M·up(2) (see [`Transform::chroma`]).
 //!
-//! Floating point is only used once per frame (or per 16 output pixels for homographies, and
-//! there only to build integers): every per-pixel quantity is an integer, so the bytes produced
-//! depend on nothing but the inputs.
+//! Floating point is only used once per frame (or per knot, every 16 or 32 output pixels, for
+//! homographies, and there only to build integers): every per-pixel quantity is an integer,
+//! so the bytes produced depend on nothing but the inputs.
 
 use crate::frame::{I420Frame, Plane};
 
@@ -27,10 +27,21 @@ const WEIGHT_MASK: i64 = (1 << WEIGHT_BITS) - 1;
 /// Source positions are saturated to ±2^20 pixels: anything that far out is outside every
 /// plane, and the bound keeps all row arithmetic inside `i64`.
 const POS_LIMIT: i64 = 1 << (20 + FRAC);
-/// A homography is evaluated exactly at every `HOMOGRAPHY_STEP`-th output pixel of a row and
-/// interpolated linearly in between. Changing it changes output bytes (engine revision).
+/// A homography is evaluated exactly at knots every [`KnotStep`] output pixels of a row and
+/// interpolated linearly in between, in segments of `HOMOGRAPHY_STEP` pixels (the kernels'
+/// unit: a knot interval is one or two segments). Changing either changes output bytes
+/// (engine revision).
 pub const HOMOGRAPHY_STEP: usize = 16;
-const HOMOGRAPHY_STEP_SHIFT: u32 = 4;
+/// Homography positions between knots keep 16 fractional bits (16.16 fixed point): within a
+/// knot interval of at most 32 pixels the truncated step drifts by less than 2^−11 pixel, and
+/// the kernels can compute positions in 32-bit lanes. The low bits of a segment's start and
+/// step are cleared with [`SEGMENT_POSITION_MASK`].
+const SEGMENT_FRAC: u32 = 16;
+const SEGMENT_POSITION_MASK: i64 = !((1 << (FRAC - SEGMENT_FRAC)) - 1);
+/// The largest interpolation error a longer knot step may bring, in source pixels: what the
+/// short step already allowed at the strongest camera turns, so the longer step never makes
+/// a frame less accurate than that.
+const MILD_ERROR_LIMIT: f64 = 1.0 / 16.0;
 /// Largest output plane side; with the affine limits below it bounds every row position.
 pub const MAX_SIDE: usize = 1 << 15;
 /// Largest source plane side.
@@ -297,12 +308,13 @@ fn warp_plane_paths(
         }
     } else {
         let fx = HomographyFx::new(transform)?;
+        let step = fx.knot_step(dst.width, dst.height);
         let mut scratch = RowScratch::new();
         for x0 in (0..dst.width).step_by(STRIP) {
             let x1 = (x0 + STRIP).min(dst.width);
             for y in 0..dst.height {
                 let out = &mut dst.row_mut(y)[x0..x1];
-                homography_row(src, &fx, (x0, y), edge, out, simd, &mut scratch);
+                homography_row(src, &fx, (x0, y), step, edge, out, simd, &mut scratch);
             }
         }
     }
@@ -312,7 +324,7 @@ fn warp_plane_paths(
 /// Output columns per strip. Warps whose rows cross source rows (rotations, perspective) run
 /// strip by strip, top to bottom, so that the source lines one output row reads are still in
 /// cache for the next; a whole row at a time evicted them first. A multiple of
-/// [`HOMOGRAPHY_STEP`], so the knots are where they are on whole rows.
+/// both knot steps, so the knots are where they are on whole rows.
 const STRIP: usize = 256;
 
 /// Axis-aligned affine warps (no rotation or shear: b = d = 0 in fixed point) are separable:
@@ -654,33 +666,114 @@ impl HomographyFx {
         (fixed(u) - HALF, fixed(v) - HALF)
     }
 
-    /// [`HomographyFx::eval`] at the knots `from`, `from + HOMOGRAPHY_STEP`, … of row `y`, one
-    /// per entry of `knots`: the same bits, four knots per instruction where AVX2 is present.
-    fn eval_knots(&self, from: usize, y: usize, knots: &mut [(i64, i64)]) {
+    /// [`HomographyFx::eval`] at the knots `from`, `from + step`, … of row `y`, one per entry
+    /// of `knots`: the same bits, four or eight knots per instruction where the CPU allows.
+    fn eval_knots(&self, from: usize, y: usize, step: KnotStep, knots: &mut [(i64, i64)]) {
         #[cfg(target_arch = "x86_64")]
         {
             if avx512::available() {
                 // SAFETY: the kernel's features are present.
-                unsafe { avx512::eval_knots(&self.h, from, y, knots) };
+                unsafe { avx512::eval_knots(&self.h, from, y, step.pixels(), knots) };
                 return;
             }
             if simd_available() {
                 // SAFETY: AVX2 is present.
-                unsafe { avx2::eval_knots(&self.h, from, y, knots) };
+                unsafe { avx2::eval_knots(&self.h, from, y, step.pixels(), knots) };
                 return;
             }
         }
         for (k, knot) in knots.iter_mut().enumerate() {
-            *knot = self.eval((from + k * HOMOGRAPHY_STEP) as i64, y);
+            *knot = self.eval((from + k * step.pixels()) as i64, y);
         }
     }
+
+    /// The knot step for an output plane of `width`×`height`: the long one when linear
+    /// interpolation over it stays within [`MILD_ERROR_LIMIT`] everywhere on the plane.
+    ///
+    /// Along a row the source position is u(x) = (a·x + b) / (c·x + d), with c = h20 and
+    /// d = h21·y + h22 (likewise v with the second row), and linear interpolation over L
+    /// pixels is off by at most L²/8 · max |u″|, where u″ = −2c·(a·d − b·c) / (c·x + d)³. The
+    /// denominator is linear in x and y, so its smallest value on the plane is at a corner;
+    /// a·d − b·c is linear in y, so its largest size is on the first or the last row. The
+    /// bound is computed in IEEE double precision in a fixed order, like the knots.
+    fn knot_step(&self, width: usize, height: usize) -> KnotStep {
+        let h = &self.h;
+        let (right, bottom) = (width as f64 - 0.5, height as f64 - 0.5);
+        let den = |x: f64, y: f64| h[2][0] * x + h[2][1] * y + h[2][2];
+        let nearest = [
+            den(0.5, 0.5),
+            den(right, 0.5),
+            den(0.5, bottom),
+            den(right, bottom),
+        ]
+        .into_iter()
+        .fold(f64::INFINITY, f64::min);
+        if nearest.is_nan() || nearest <= 0.0 {
+            return KnotStep::Short;
+        }
+        let c = h[2][0];
+        let mut bend = 0.0f64;
+        for y in [0.5, bottom] {
+            let d = h[2][1] * y + h[2][2];
+            for row in &h[..2] {
+                let b = row[1] * y + row[2];
+                bend = bend.max((row[0] * d - b * c).abs());
+            }
+        }
+        let long = KnotStep::Long.pixels() as f64;
+        let error = long * long / 8.0 * 2.0 * c.abs() * bend / (nearest * nearest * nearest);
+        if error <= MILD_ERROR_LIMIT {
+            KnotStep::Long
+        } else {
+            KnotStep::Short
+        }
+    }
+}
+
+/// How far apart a homography's knots are on a plane (see [`HomographyFx::knot_step`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KnotStep {
+    /// Every 16 pixels: one segment per knot interval.
+    Short,
+    /// Every 32 pixels, where the perspective is mild: two segments per interval.
+    Long,
+}
+
+impl KnotStep {
+    fn pixels(self) -> usize {
+        match self {
+            KnotStep::Short => HOMOGRAPHY_STEP,
+            KnotStep::Long => 2 * HOMOGRAPHY_STEP,
+        }
+    }
+
+    fn shift(self) -> u32 {
+        self.pixels().trailing_zeros()
+    }
+}
+
+/// One homography segment: `HOMOGRAPHY_STEP` pixels at s + j·ds, t + j·dt, as (s, ds, t, dt),
+/// with the low bits of all four cleared (see [`SEGMENT_POSITION_MASK`]).
+type Segment = (i64, i64, i64, i64);
+
+/// The segment starting `offset` pixels into the knot interval from knot (s, t) with steps
+/// (ds, dt) per pixel.
+#[inline(always)]
+fn segment((s, t): (i64, i64), (ds, dt): (i64, i64), offset: i64) -> Segment {
+    let (ds, dt) = (ds & SEGMENT_POSITION_MASK, dt & SEGMENT_POSITION_MASK);
+    (
+        (s & SEGMENT_POSITION_MASK) + offset * ds,
+        ds,
+        (t & SEGMENT_POSITION_MASK) + offset * dt,
+        dt,
+    )
 }
 
 /// The knots and segments of one strip row (see [`homography_row`]), made once per plane:
 /// zeroing them anew on every strip row cost more than evaluating the knots.
 struct RowScratch {
     knots: [(i64, i64); STRIP / HOMOGRAPHY_STEP + 1],
-    segments: [(i64, i64, i64, i64); STRIP / HOMOGRAPHY_STEP],
+    segments: [Segment; STRIP / HOMOGRAPHY_STEP],
 }
 
 impl RowScratch {
@@ -692,12 +785,15 @@ impl RowScratch {
     }
 }
 
-/// Output pixels `from.0..from.0 + out.len()` of row `from.1` (`from.0` a multiple of
-/// [`HOMOGRAPHY_STEP`]; `out` at most a strip).
+/// Output pixels `from.0..from.0 + out.len()` of row `from.1` (`from.0` a multiple of the
+/// knot step; `out` at most a strip).
+// The row's inputs are plain values on purpose: a struct would be rebuilt per strip row.
+#[allow(clippy::too_many_arguments)]
 fn homography_row(
     src: &Plane,
     fx: &HomographyFx,
     (from, y): (usize, usize),
+    step: KnotStep,
     edge: PlaneEdge,
     out: &mut [u8],
     simd: bool,
@@ -715,53 +811,73 @@ fn homography_row(
         segments: batch,
     } = scratch;
     let (mut queued, mut batch_start) = (0usize, 0usize);
-    let flush = |batch: &[(i64, i64, i64, i64)], at: usize, out: &mut [u8]| {
+    let flush = |batch: &[Segment], at: usize, out: &mut [u8]| {
         if !batch.is_empty() {
             let end = at + batch.len() * HOMOGRAPHY_STEP;
             segments_simd(&src.data, src.stride, batch, &mut out[at..end]);
         }
     };
     let n = out.len();
+    let per = step.pixels();
     // Every knot of the run first, four or eight at a time where the CPU allows (a run is at
-    // most a strip: `STRIP / HOMOGRAPHY_STEP` segments and the knot closing the last one).
-    let count = (n.div_ceil(HOMOGRAPHY_STEP) + 1).min(knots.len());
-    fx.eval_knots(from, y, &mut knots[..count]);
+    // most a strip: `STRIP / per` intervals and the knot closing the last one).
+    let count = (n.div_ceil(per) + 1).min(knots.len());
+    fx.eval_knots(from, y, step, &mut knots[..count]);
     let knot = |k: usize| match knots.get(k) {
         Some(&at) if k < count => at,
-        _ => fx.eval((from + k * HOMOGRAPHY_STEP) as i64, y),
+        _ => fx.eval((from + k * per) as i64, y),
+    };
+    // The segment starting at pixel x0 (a multiple of HOMOGRAPHY_STEP). The knot after a
+    // short last interval is still `per` away, so the step is always a shift; a difference
+    // of at most 2^53 keeps 32 steps inside i64.
+    let segment_at = |x0: usize| {
+        let k = x0 / per;
+        let ((s, t), (s1, t1)) = (knot(k), knot(k + 1));
+        let steps = ((s1 - s) >> step.shift(), (t1 - t) >> step.shift());
+        segment((s, t), steps, (x0 % per) as i64)
     };
     // A run whose knots all keep a pixel away from the plane's edges is inside it throughout
-    // (between knots positions are linear, off by less than 16 units of 2^−32 pixel), and
-    // every SIMD load fits: it goes to the kernel whole, without a check per segment.
+    // (between knots positions are linear, off by less than 2^−10 pixel), and every SIMD load
+    // fits: it goes to the kernel whole, without a check per segment.
     let segments = n / HOMOGRAPHY_STEP;
     let safe = |&(s, t): &(i64, i64)| ONE <= s && s < s_hi - ONE && ONE <= t && t < t_hi - ONE;
     if simd
         && n.is_multiple_of(HOMOGRAPHY_STEP)
-        && count == segments + 1
+        && count == n.div_ceil(per) + 1
         && knots[..count].iter().all(safe)
     {
-        for (k, seg) in batch[..segments].iter_mut().enumerate() {
-            let ((s, t), (s1, t1)) = (knots[k], knots[k + 1]);
-            *seg = (
-                s,
-                (s1 - s) >> HOMOGRAPHY_STEP_SHIFT,
-                t,
-                (t1 - t) >> HOMOGRAPHY_STEP_SHIFT,
-            );
+        #[cfg(target_arch = "x86_64")]
+        if step == KnotStep::Long && avx512::available() {
+            let whole = n / per;
+            let (head, tail) = out.split_at_mut(whole * per);
+            // SAFETY: the kernel's features are present; every knot of the run keeps a pixel
+            // inside the plane and the plane is below 2^31 bytes, so every segment's loads
+            // fit (as for the batch below); `knots` holds `whole + 1` knots.
+            unsafe { avx512::intervals(&src.data, src.stride, &knots[..=whole], head) };
+            if !tail.is_empty() {
+                // Half an interval (a last strip of 16 pixels more than whole intervals).
+                let ((s, t), (s1, t1)) = (knots[whole], knots[whole + 1]);
+                let steps = ((s1 - s) >> step.shift(), (t1 - t) >> step.shift());
+                segments_simd(&src.data, src.stride, &[segment((s, t), steps, 0)], tail);
+            }
+            return;
+        }
+        let halves = per / HOMOGRAPHY_STEP;
+        let intervals = knots[..count].windows(2);
+        for (pair, segs) in intervals.zip(batch[..segments].chunks_mut(halves)) {
+            let ((s, t), (s1, t1)) = (pair[0], pair[1]);
+            let steps = ((s1 - s) >> step.shift(), (t1 - t) >> step.shift());
+            for (half, seg) in segs.iter_mut().enumerate() {
+                *seg = segment((s, t), steps, (half * HOMOGRAPHY_STEP) as i64);
+            }
         }
         segments_simd(&src.data, src.stride, &batch[..segments], out);
         return;
     }
-    let (mut s, mut t) = knot(0);
-    let mut x0 = 0usize;
-    while x0 < n {
-        // The knot after a short last segment is still HOMOGRAPHY_STEP away, so the step is
-        // always a shift; |difference| ≤ 2^53 keeps 16 steps inside i64.
-        let (s1, t1) = knot(x0 / HOMOGRAPHY_STEP + 1);
-        let ds = (s1 - s) >> HOMOGRAPHY_STEP_SHIFT;
-        let dt = (t1 - t) >> HOMOGRAPHY_STEP_SHIFT;
+    let last = (HOMOGRAPHY_STEP - 1) as i64;
+    for x0 in (0..n).step_by(HOMOGRAPHY_STEP) {
+        let (s, ds, t, dt) = segment_at(x0);
         let len = HOMOGRAPHY_STEP.min(n - x0);
-        let last = (HOMOGRAPHY_STEP - 1) as i64;
         let fast = simd
             && len == HOMOGRAPHY_STEP
             && inside(s, t)
@@ -787,9 +903,6 @@ fn homography_row(
             queued = 0;
             linear_run(src, s, ds, t, dt, edge, &mut out[x0..x0 + len], false);
         }
-        s = s1;
-        t = t1;
-        x0 += HOMOGRAPHY_STEP;
     }
     flush(&batch[..queued], batch_start, out);
 }
@@ -809,7 +922,7 @@ fn loads_fit(data: &[u8], stride: usize, s: (i64, i64), t: (i64, i64)) -> bool {
 }
 
 /// Runs whole homography segments (see `homography_row`) on the SIMD kernel.
-fn segments_simd(data: &[u8], stride: usize, segments: &[(i64, i64, i64, i64)], out: &mut [u8]) {
+fn segments_simd(data: &[u8], stride: usize, segments: &[Segment], out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     {
         if simd_available() && out.len() == segments.len() * HOMOGRAPHY_STEP {
@@ -1216,6 +1329,7 @@ mod avx2 {
         h: &[[f64; 3]; 3],
         from: usize,
         y: usize,
+        step: usize,
         knots: &mut [(i64, i64)],
     ) {
         let py = y as f64 + 0.5;
@@ -1249,7 +1363,7 @@ mod avx2 {
             ))
         };
         for (group, out) in knots.chunks_mut(4).enumerate() {
-            let x = |k: usize| (from + (4 * group + k) * HOMOGRAPHY_STEP) as f64 + 0.5;
+            let x = |k: usize| (from + (4 * group + k) * step) as f64 + 0.5;
             let px = _mm256_setr_pd(x(0), x(1), x(2), x(3));
             let line = |r: usize, rpy: __m256d| {
                 _mm256_add_pd(
@@ -1568,22 +1682,24 @@ mod tests {
         fx: &HomographyFx,
         from: usize,
         y: usize,
+        step: KnotStep,
         count: usize,
     ) -> Vec<(&'static str, Vec<(i64, i64)>)> {
         let mut all = vec![("dispatch", vec![(0, 0); count])];
-        fx.eval_knots(from, y, &mut all[0].1);
+        fx.eval_knots(from, y, step, &mut all[0].1);
         #[cfg(target_arch = "x86_64")]
         {
+            let pixels = step.pixels();
             if simd_available() {
                 let mut knots = vec![(0, 0); count];
                 // SAFETY: AVX2 is present.
-                unsafe { avx2::eval_knots(&fx.h, from, y, &mut knots) };
+                unsafe { avx2::eval_knots(&fx.h, from, y, pixels, &mut knots) };
                 all.push(("avx2", knots));
             }
             if avx512::available() {
                 let mut knots = vec![(0, 0); count];
                 // SAFETY: the kernel's features are present.
-                unsafe { avx512::eval_knots(&fx.h, from, y, &mut knots) };
+                unsafe { avx512::eval_knots(&fx.h, from, y, pixels, &mut knots) };
                 all.push(("avx512", knots));
             }
         }
@@ -1618,11 +1734,17 @@ mod tests {
                 continue;
             };
             for (from, y) in [(0, 0), (256, 17), (1024, 719), (4096, 3)] {
-                for count in [1, 5, 8, 9, 16, 17] {
-                    for (kernel, knots) in knot_kernels(&fx, from, y, count) {
+                for (step, count) in [KnotStep::Short, KnotStep::Long]
+                    .into_iter()
+                    .flat_map(|step| [1, 5, 8, 9, 16, 17].map(|count| (step, count)))
+                {
+                    for (kernel, knots) in knot_kernels(&fx, from, y, step, count) {
                         for (k, &got) in knots.iter().enumerate() {
-                            let want = fx.eval((from + k * HOMOGRAPHY_STEP) as i64, y);
-                            assert_eq!(got, want, "{kernel}: {m:?} knot {k} from {from} row {y}");
+                            let want = fx.eval((from + k * step.pixels()) as i64, y);
+                            assert_eq!(
+                                got, want,
+                                "{kernel}: {m:?} {step:?} knot {k} from {from} row {y}"
+                            );
                         }
                     }
                 }
@@ -1715,7 +1837,10 @@ mod tests {
             }
         }
         assert_eq!(cases, 80);
-        // Homographies wholly inside the source: every segment takes the batched SIMD path.
+        // Homographies wholly inside the source: every segment takes the batched SIMD path,
+        // with the long knot step and with the short one. Widths that are not a multiple of
+        // the long step leave half an interval at the end of a row.
+        let mut steps = Vec::new();
         for k in 0..6 {
             let mut t = Transform::from_rows([
                 [0.5, 0.02 * k as f64, 30.0],
@@ -1723,12 +1848,15 @@ mod tests {
                 [1e-4 * k as f64, -2e-4, 1.0],
             ]);
             t.m[0][0] += 0.01 * k as f64;
-            let mut a = Plane::new(400, 256, 0);
-            let mut b = Plane::new(400, 256, 0);
+            let width = 400 - 16 * (k % 2);
+            steps.push(HomographyFx::new(&t).unwrap().knot_step(width, 256));
+            let mut a = Plane::new(width, 256, 0);
+            let mut b = Plane::new(width, 256, 0);
             warp_plane_with(&src, &t, PlaneEdge::Clamp, &mut a, true).unwrap();
             warp_plane_with(&src, &t, PlaneEdge::Clamp, &mut b, false).unwrap();
             assert_eq!(a, b, "inside homography {k}");
         }
+        assert!(steps.contains(&KnotStep::Long) && steps.contains(&KnotStep::Short));
         if simd_available() {
             // The twin above really ran: a run well inside the plane is done on SIMD lanes.
             let mut out = [0u8; 61];
@@ -1774,7 +1902,12 @@ mod tests {
             for _ in 0..count {
                 let (ds, dt) = (rng.range(-wide, wide), rng.range(-tall, tall));
                 let fixed = |v: f64| (v * ONE as f64) as i64;
-                segments.push((fixed(s), fixed(ds), fixed(t), fixed(dt)));
+                let offset = (rng.next_u64() % 2) as i64 * HOMOGRAPHY_STEP as i64;
+                segments.push(segment(
+                    (fixed(s), fixed(t)),
+                    (fixed(ds), fixed(dt)),
+                    offset,
+                ));
                 s += ds * HOMOGRAPHY_STEP as f64 + rng.range(-0.3, 0.3);
                 t += dt * HOMOGRAPHY_STEP as f64 + rng.range(-0.3, 0.3);
             }
@@ -1810,7 +1943,7 @@ mod tests {
         assert!(cases > 300, "only {cases} cases fit the plane");
     }
 
-    type SegmentKernel = fn(&[u8], usize, &[(i64, i64, i64, i64)], &mut [u8]);
+    type SegmentKernel = fn(&[u8], usize, &[Segment], &mut [u8]);
 
     /// The segment kernels this CPU runs, by name.
     fn segment_kernels() -> Vec<(&'static str, SegmentKernel)> {
@@ -1832,6 +1965,148 @@ mod tests {
             }
         }
         kernels
+    }
+
+    /// Whole knot intervals on the AVX-512 kernel (where the CPU has it) against the scalar
+    /// kernel on the interval's two segments: windows that fit and windows that do not.
+    #[test]
+    fn interval_kernel_matches_the_scalar_one() {
+        let mut rng = crate::seed::SplitMix64::new(13);
+        let mut plane = Plane::new(420, 160, 0);
+        plane.stride = 448;
+        plane.data = (0..448 * 159 + 420).map(|_| rng.next_u64() as u8).collect();
+        let per = KnotStep::Long.pixels();
+        let mut cases = 0;
+        for k in 0..400 {
+            let wide = if k % 4 == 0 { 3.0 } else { 1.6 };
+            let tall = if k % 4 == 1 { 0.6 } else { 0.12 };
+            let count = 1 + (rng.next_u64() % 8) as usize;
+            let fixed = |v: f64| (v * ONE as f64) as i64;
+            let (mut s, mut t) = (rng.range(60.0, 330.0), rng.range(12.0, 150.0));
+            let mut knots = vec![(fixed(s), fixed(t))];
+            for _ in 0..count {
+                s += rng.range(-wide, wide) * per as f64;
+                t += rng.range(-tall, tall) * per as f64;
+                knots.push((fixed(s), fixed(t)));
+            }
+            let segments: Vec<Segment> = knots
+                .windows(2)
+                .flat_map(|pair| {
+                    let ((s, t), (s1, t1)) = (pair[0], pair[1]);
+                    let steps = (
+                        (s1 - s) >> KnotStep::Long.shift(),
+                        (t1 - t) >> KnotStep::Long.shift(),
+                    );
+                    [0, HOMOGRAPHY_STEP as i64].map(|offset| segment((s, t), steps, offset))
+                })
+                .collect();
+            let last = (HOMOGRAPHY_STEP - 1) as i64;
+            let fits = segments.iter().all(|&(s, ds, t, dt)| {
+                loads_fit(
+                    &plane.data,
+                    plane.stride,
+                    (s, s + last * ds),
+                    (t, t + last * dt),
+                )
+            });
+            if !fits {
+                continue;
+            }
+            let mut want = vec![0u8; count * per];
+            for (seg, chunk) in segments.iter().zip(want.chunks_mut(HOMOGRAPHY_STEP)) {
+                inside_scalar(
+                    &plane.data,
+                    plane.stride,
+                    (seg.0, seg.1),
+                    (seg.2, seg.3),
+                    chunk,
+                );
+            }
+            let mut got = vec![0u8; count * per];
+            segments_simd(&plane.data, plane.stride, &segments, &mut got);
+            assert_eq!(got, want, "dispatch, case {k}: {knots:?}");
+            #[cfg(target_arch = "x86_64")]
+            if avx512::available() {
+                let mut got = vec![0u8; count * per];
+                // SAFETY: the features are present and every segment's loads fit.
+                unsafe { avx512::intervals(&plane.data, plane.stride, &knots, &mut got) };
+                assert_eq!(got, want, "avx512, case {k}: {knots:?}");
+            }
+            cases += 1;
+        }
+        assert!(cases > 250, "only {cases} cases fit the plane");
+    }
+
+    /// The long knot step is taken only where linear interpolation over it stays within the
+    /// limit, measured against the exact homography over the whole plane; camera moves of
+    /// the strength of most requests take it, the strongest turns and anything behind the
+    /// camera do not.
+    #[test]
+    fn long_knot_step_only_where_its_error_stays_small() {
+        use crate::camera::{transform_for_values, AxisValues, CanvasLayout};
+        let (w, h) = (1280usize, 720usize);
+        let layout = CanvasLayout::new(w, h);
+        let camera = |pan: f64, tilt: f64, roll: f64, zoom: f64| {
+            let values = AxisValues {
+                pan,
+                tilt,
+                roll,
+                zoom,
+                ..AxisValues::default()
+            };
+            layout.view_to_canvas() * transform_for_values(&values, w, h)
+        };
+        let exact = |t: &Transform, x: f64, y: f64| {
+            let m = &t.m;
+            let den = m[2][0] * x + m[2][1] * y + m[2][2];
+            (
+                (m[0][0] * x + m[0][1] * y + m[0][2]) / den,
+                (m[1][0] * x + m[1][1] * y + m[1][2]) / den,
+            )
+        };
+        let per = KnotStep::Long.pixels();
+        let mut long = 0;
+        for pan in [-10.0, -5.0, 0.0, 3.0, 10.0] {
+            for tilt in [-10.0, -3.0, 0.0, 6.0, 10.0] {
+                for (roll, zoom) in [(0.0, 0.0), (4.0, -5.0), (-10.0, 10.0), (10.0, -10.0)] {
+                    let t = camera(pan, tilt, roll, zoom);
+                    let Ok(fx) = HomographyFx::new(&t) else {
+                        continue;
+                    };
+                    if fx.knot_step(w, h) != KnotStep::Long {
+                        continue;
+                    }
+                    long += 1;
+                    let mut worst = 0.0f64;
+                    for y in (0..h).step_by(7) {
+                        let py = y as f64 + 0.5;
+                        for x0 in (0..w).step_by(per) {
+                            let a = exact(&t, x0 as f64 + 0.5, py);
+                            let b = exact(&t, (x0 + per) as f64 + 0.5, py);
+                            for j in 1..per {
+                                let f = j as f64 / per as f64;
+                                let e = exact(&t, (x0 + j) as f64 + 0.5, py);
+                                let du = e.0 - (a.0 + (b.0 - a.0) * f);
+                                let dv = e.1 - (a.1 + (b.1 - a.1) * f);
+                                worst = worst.max(du.abs()).max(dv.abs());
+                            }
+                        }
+                    }
+                    assert!(
+                        worst <= MILD_ERROR_LIMIT,
+                        "pan {pan} tilt {tilt} roll {roll} zoom {zoom}: error {worst}"
+                    );
+                }
+            }
+        }
+        assert!(long > 50, "only {long} cameras took the long step");
+        let mild = HomographyFx::new(&camera(5.0, 3.0, 4.0, -5.0)).unwrap();
+        assert_eq!(mild.knot_step(w, h), KnotStep::Long);
+        let strong = HomographyFx::new(&camera(10.0, 10.0, 10.0, 10.0)).unwrap();
+        assert_eq!(strong.knot_step(w, h), KnotStep::Short);
+        let behind = Transform::from_rows([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-0.01, 0.0, 1.0]]);
+        let behind = HomographyFx::new(&behind).unwrap();
+        assert_eq!(behind.knot_step(w, h), KnotStep::Short);
     }
 
     #[test]

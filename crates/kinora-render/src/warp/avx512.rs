@@ -1,7 +1,8 @@
 //! The homography kernels on AVX-512 lanes (F, BW, DQ and VBMI), chosen at run time where the
 //! CPU has them: the knots eight at a time, and the segments two at a time (32 output pixels
-//! per pass, in 16-bit lanes), bit-exact to `HomographyFx::eval` and `inside_scalar` like
-//! their AVX2 siblings.
+//! per pass, in 16-bit lanes) or a whole 32-pixel knot interval a pass, straight from its
+//! knots; bit-exact to `HomographyFx::eval` and `inside_scalar` like their AVX2 siblings.
+//! Positions are formed in 32-bit lanes from the segments' 16.16 fixed point.
 //!
 //! A pass serves every tap from seven 64-byte row windows with byte permutes over pairs of
 //! rows; a pass whose taps spread wider (more than 63 columns or 7 rows) or reach past the end
@@ -9,7 +10,9 @@
 
 use std::arch::x86_64::*;
 
-use super::{FRAC, HALF, HOMOGRAPHY_STEP, ONE, POS_LIMIT, WEIGHT_BITS};
+use super::{
+    segment, Segment, FRAC, HALF, HOMOGRAPHY_STEP, ONE, POS_LIMIT, SEGMENT_FRAC, WEIGHT_BITS,
+};
 
 /// Columns of one row window: the width of a zmm register.
 const WINDOW: usize = 64;
@@ -20,11 +23,6 @@ const ROWS: usize = 7;
 /// draw thread shares the machine with an encoder, and nearer rows (6, as the AVX2 kernel
 /// uses) still arrived late: 8 to 16 measured alike, 4 or 6 up to 1.5× slower.
 const PREFETCH_ROWS: usize = 10;
-/// Position bits dropped to reach integer·256 + 8-bit fraction.
-const SHIFT: u32 = FRAC - WEIGHT_BITS;
-
-/// One homography segment: 16 pixels at s + j·ds, t + j·dt (see `homography_row`).
-type Segment = (i64, i64, i64, i64);
 
 /// Whether this CPU runs the kernels of this module.
 pub(super) fn available() -> bool {
@@ -51,6 +49,7 @@ pub(super) unsafe fn eval_knots(
     h: &[[f64; 3]; 3],
     from: usize,
     y: usize,
+    step: usize,
     knots: &mut [(i64, i64)],
 ) {
     const GROUP: usize = 8;
@@ -60,16 +59,16 @@ pub(super) unsafe fn eval_knots(
     let limit = (POS_LIMIT >> FRAC) as f64;
     let (lo, hi) = (splat(-limit), splat(limit));
     let (scale, half, one) = (splat(ONE as f64), splat(0.5), splat(1.0));
-    let step = HOMOGRAPHY_STEP as f64;
+    let step_px = step as f64;
     let offsets = _mm512_setr_pd(
         0.0,
-        step,
-        2.0 * step,
-        3.0 * step,
-        4.0 * step,
-        5.0 * step,
-        6.0 * step,
-        7.0 * step,
+        step_px,
+        2.0 * step_px,
+        3.0 * step_px,
+        4.0 * step_px,
+        5.0 * step_px,
+        6.0 * step_px,
+        7.0 * step_px,
     );
     // round_half_away(clamp(p) · 2^32) as i64 − HALF; `clamp` keeps NaN, as max/min do when
     // NaN is their second operand.
@@ -91,7 +90,7 @@ pub(super) unsafe fn eval_knots(
     let behind = _mm512_set1_epi64(-POS_LIMIT);
     for (group, out) in knots.chunks_mut(GROUP).enumerate() {
         // Integers below 2^53 and halves: exact, as `x as f64 + 0.5` is.
-        let x0 = (from + GROUP * group * HOMOGRAPHY_STEP) as f64;
+        let x0 = (from + GROUP * group * step) as f64;
         let px = _mm512_add_pd(_mm512_add_pd(splat(x0), offsets), half);
         let line = |r: usize| {
             _mm512_add_pd(
@@ -141,23 +140,44 @@ pub(super) unsafe fn segments(data: &[u8], stride: usize, segments: &[Segment], 
     }
 }
 
-/// floor((p + j·d) / 2^24) − origin·256 for j = 0..16 in 32-bit lanes, exactly: with
-/// p = qp·2^24 + rp and d = qd·2^24 + rd (0 ≤ rp, rd < 2^24) it is
-/// qp + j·qd + ⌊(rp + j·rd) / 2^24⌋ − origin·256, and rp + 15·rd < 2^28.
+/// Whole knot intervals of 32 pixels: interval k covers pixels 32k..32k + 32 of `out`,
+/// between `knots[k]` and `knots[k + 1]`, exactly as its two segments (see
+/// `super::homography_row`) would.
+///
+/// # Safety
+/// As for [`segments`], for the segments of every interval; `knots` holds one knot more
+/// than `out` has intervals.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vbmi")]
+pub(super) unsafe fn intervals(data: &[u8], stride: usize, knots: &[(i64, i64)], out: &mut [u8]) {
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let shift = (2 * HOMOGRAPHY_STEP).trailing_zeros();
+    for (pair, dst) in knots
+        .windows(2)
+        .zip(out.chunks_exact_mut(2 * HOMOGRAPHY_STEP))
+    {
+        let ((s, t), (s1, t1)) = (pair[0], pair[1]);
+        let steps = ((s1 - s) >> shift, (t1 - t) >> shift);
+        let half = HOMOGRAPHY_STEP as i64;
+        let (first, second) = (segment((s, t), steps, 0), segment((s, t), steps, half));
+        if !interval_pass(data, stride, first, lanes, dst) {
+            super::avx2::segments(data, stride, &[first, second], dst);
+        }
+    }
+}
+
+/// floor((p + j·d) / 2^24) − origin·256 for j = 0..16 in 32-bit lanes, exactly. A segment's
+/// p and d have their low bits clear (see `SEGMENT_POSITION_MASK`), so with P = p >> 16 and
+/// D = d >> 16 this is (P − origin·2^16 + j·D) >> 8; `pass` calls it only when every
+/// position of the segment lies inside its window, where each term fits 32 bits.
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn positions(p: i64, d: i64, origin: i64, lanes: __m512i) -> __m512i {
-    let low = (1i64 << SHIFT) - 1;
-    let (qp, rp, qd, rd) = (p >> SHIFT, p & low, d >> SHIFT, d & low);
-    let carry = _mm512_srli_epi32::<SHIFT>(_mm512_add_epi32(
-        _mm512_set1_epi32(rp as i32),
-        _mm512_mullo_epi32(lanes, _mm512_set1_epi32(rd as i32)),
-    ));
-    let whole = _mm512_add_epi32(
-        _mm512_set1_epi32((qp - (origin << WEIGHT_BITS)) as i32),
-        _mm512_mullo_epi32(lanes, _mm512_set1_epi32(qd as i32)),
-    );
-    _mm512_add_epi32(whole, carry)
+    let start = ((p >> (FRAC - SEGMENT_FRAC)) - (origin << SEGMENT_FRAC)) as i32;
+    let step = (d >> (FRAC - SEGMENT_FRAC)) as i32;
+    _mm512_srai_epi32::<{ SEGMENT_FRAC - WEIGHT_BITS }>(_mm512_add_epi32(
+        _mm512_set1_epi32(start),
+        _mm512_mullo_epi32(lanes, _mm512_set1_epi32(step)),
+    ))
 }
 
 /// A mask of the first `n` (at most 8) lanes.
@@ -201,25 +221,9 @@ unsafe fn pass(
 ) -> bool {
     let (x0, x1) = extent((a.0, a.1), (b.0, b.1));
     let (y0, y1) = extent((a.2, a.3), (b.2, b.3));
-    // Every tap column, right taps included, inside the window; every tap row among the five.
-    if x0 < 0 || y0 < 0 || x1 - x0 > (WINDOW - 2) as i64 || y1 - y0 > (ROWS - 2) as i64 {
+    let Some(first) = window(data, stride, (x0, x1), (y0, y1), out) else {
         return false;
-    }
-    let first = y0 as usize * stride + x0 as usize;
-    if first + (ROWS - 1) * stride + WINDOW > data.len() || out.len() < 2 * HOMOGRAPHY_STEP {
-        return false;
-    }
-    // The source rows a few output rows below (see `super::avx2::segments`), both cache lines
-    // a window may touch. Two rows: at the canvas's 1.5× scale the next output row starts one
-    // or two source rows lower, and a single row left every other row to wait for memory.
-    // A prefetch never faults, so rows past the end of the canvas need no clamping (the
-    // address is formed without `add`'s in-bounds requirement).
-    for row in PREFETCH_ROWS..PREFETCH_ROWS + 2 {
-        let ahead = data.as_ptr().wrapping_add(first + row * stride);
-        _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
-        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(WINDOW - 1) as *const i8);
-    }
-
+    };
     // 32 lanes of integer·256 + fraction, relative to the window's first column and row.
     let s = narrow(
         positions(a.0, a.1, x0, lanes),
@@ -229,6 +233,90 @@ unsafe fn pass(
         positions(a.2, a.3, y0, lanes),
         positions(b.2, b.3, y0, lanes),
     );
+    sample(data, stride, first, s, t, out);
+    true
+}
+
+/// One knot interval of 32 pixels into `out`: samples at s + j·ds, t + j·dt for j = 0..32,
+/// from (s, ds, t, dt) with their low bits clear, the same as its two segments
+/// (`super::segment` at offsets 0 and 16) give. False, untouched, when the taps do not fit
+/// the windows.
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vbmi")]
+unsafe fn interval_pass(
+    data: &[u8],
+    stride: usize,
+    (s, ds, t, dt): Segment,
+    lanes: __m512i,
+    out: &mut [u8],
+) -> bool {
+    let last = (2 * HOMOGRAPHY_STEP - 1) as i64;
+    let ends = |p: i64, d: i64| {
+        let (a, b) = (p >> FRAC, (p + last * d) >> FRAC);
+        (a.min(b), a.max(b))
+    };
+    let ((x0, x1), (y0, y1)) = (ends(s, ds), ends(t, dt));
+    let Some(first) = window(data, stride, (x0, x1), (y0, y1), out) else {
+        return false;
+    };
+    // The second sixteen lanes continue the first: positions p + (16 + j)·d.
+    let half = HOMOGRAPHY_STEP as i64;
+    let s = narrow(
+        positions(s, ds, x0, lanes),
+        positions(s + half * ds, ds, x0, lanes),
+    );
+    let t = narrow(
+        positions(t, dt, y0, lanes),
+        positions(t + half * dt, dt, y0, lanes),
+    );
+    sample(data, stride, first, s, t, out);
+    true
+}
+
+/// Where the windows of a pass start in `data`, when every tap of the pass fits them: tap
+/// columns `x0..=x1 + 1` within one window width, tap rows `y0..=y1 + 1` among the window
+/// rows, every window inside `data`, and room for 32 pixels in `out`. Also prefetches the
+/// rows a few output rows below.
+#[inline(always)]
+fn window(
+    data: &[u8],
+    stride: usize,
+    (x0, x1): (i64, i64),
+    (y0, y1): (i64, i64),
+    out: &[u8],
+) -> Option<usize> {
+    // Every tap column, right taps included, inside the window; every tap row among the five.
+    if x0 < 0 || y0 < 0 || x1 - x0 > (WINDOW - 2) as i64 || y1 - y0 > (ROWS - 2) as i64 {
+        return None;
+    }
+    let first = y0 as usize * stride + x0 as usize;
+    if first + (ROWS - 1) * stride + WINDOW > data.len() || out.len() < 2 * HOMOGRAPHY_STEP {
+        return None;
+    }
+    // The source rows a few output rows below (see `super::avx2::segments`), both cache lines
+    // a window may touch. Two rows: at the canvas's 1.5× scale the next output row starts one
+    // or two source rows lower, and a single row left every other row to wait for memory.
+    // A prefetch never faults, so rows past the end of the canvas need no clamping (the
+    // address is formed without `add`'s in-bounds requirement).
+    for row in PREFETCH_ROWS..PREFETCH_ROWS + 2 {
+        let ahead = data.as_ptr().wrapping_add(first + row * stride);
+        // SAFETY: prefetching is a hint; any address is allowed.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(WINDOW - 1) as *const i8);
+        }
+    }
+    Some(first)
+}
+
+/// The 32 samples at positions `s`, `t` (16-bit lanes of integer·256 + fraction, relative to
+/// the window at `first`) into `out`.
+///
+/// # Safety
+/// The features must be present; `first` must come from [`window`] for these positions.
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vbmi")]
+unsafe fn sample(data: &[u8], stride: usize, first: usize, s: __m512i, t: __m512i, out: &mut [u8]) {
     let low = _mm512_set1_epi16(0xff);
     let (fx, column) = (_mm512_and_si512(s, low), _mm512_srli_epi16::<8>(s));
     let (fy, row) = (_mm512_and_si512(t, low), _mm512_srli_epi16::<8>(t));
@@ -291,5 +379,4 @@ unsafe fn pass(
         out.as_mut_ptr() as *mut __m256i,
         _mm512_cvtepi16_epi8(value),
     );
-    true
 }
