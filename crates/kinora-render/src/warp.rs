@@ -262,19 +262,47 @@ fn warp_plane_with(
     dst: &mut Plane,
     simd: bool,
 ) -> Result<(), WarpError> {
-    warp_plane_paths(src, transform, edge, dst, simd, true)
+    let paths = Paths { simd, ..Paths::ALL };
+    warp_plane_paths(src, transform, edge, dst, paths)
 }
 
-/// [`warp_plane_with`] with the separable path for axis-aligned affine matrices allowed or
-/// not; both give the same bytes.
+/// The code paths a warp may take besides the general one. Every combination gives the same
+/// bytes; the tests turn them off one at a time to compare.
+#[derive(Clone, Copy, Debug)]
+struct Paths {
+    /// The SIMD kernels, where the CPU has them.
+    simd: bool,
+    /// The separable path for axis-aligned affine matrices.
+    separable: bool,
+    /// Whole 32-pixel knot intervals on the AVX-512 kernel (otherwise their segments go
+    /// through the segment kernels, as on CPUs without AVX-512).
+    intervals: bool,
+}
+
+impl Paths {
+    const ALL: Paths = Paths {
+        simd: true,
+        separable: true,
+        intervals: true,
+    };
+    /// The general path alone: the reference the others are compared with.
+    #[cfg(test)]
+    const GENERAL: Paths = Paths {
+        simd: false,
+        separable: false,
+        intervals: false,
+    };
+}
+
+/// [`warp_plane`] on the given paths.
 fn warp_plane_paths(
     src: &Plane,
     transform: &Transform,
     edge: PlaneEdge,
     dst: &mut Plane,
-    simd: bool,
-    separable: bool,
+    paths: Paths,
 ) -> Result<(), WarpError> {
+    let simd = paths.simd;
     check_plane(src)?;
     check_plane(dst)?;
     // Source sides below 2^24 keep `side · 2^32` (the span bounds) inside i64.
@@ -291,7 +319,7 @@ fn warp_plane_paths(
     }
     if transform.is_affine() {
         let fx = AffineFx::new(transform)?;
-        if separable && fx.b == 0 && fx.d == 0 {
+        if paths.separable && fx.b == 0 && fx.d == 0 {
             separable_affine(src, &fx, edge, dst, simd);
             return Ok(());
         }
@@ -314,7 +342,7 @@ fn warp_plane_paths(
             let x1 = (x0 + STRIP).min(dst.width);
             for y in 0..dst.height {
                 let out = &mut dst.row_mut(y)[x0..x1];
-                homography_row(src, &fx, (x0, y), step, edge, out, simd, &mut scratch);
+                homography_row(src, &fx, (x0, y), step, edge, out, paths, &mut scratch);
             }
         }
     }
@@ -796,13 +824,13 @@ fn homography_row(
     step: KnotStep,
     edge: PlaneEdge,
     out: &mut [u8],
-    simd: bool,
+    paths: Paths,
     scratch: &mut RowScratch,
 ) {
     let (w, h) = (src.width as i64, src.height as i64);
     let (s_hi, t_hi) = ((w - 1) * ONE, (h - 1) * ONE);
     let inside = |s: i64, t: i64| 0 <= s && s < s_hi && 0 <= t && t < t_hi;
-    let simd = simd && simd_available() && src.data.len() <= i32::MAX as usize;
+    let simd = paths.simd && simd_available() && src.data.len() <= i32::MAX as usize;
     // Whole segments lying inside the plane are batched for the SIMD kernel; the rest (and
     // everything without SIMD) goes through `linear_run`. Both use the same positions and
     // the same formula.
@@ -847,7 +875,7 @@ fn homography_row(
         && knots[..count].iter().all(safe)
     {
         #[cfg(target_arch = "x86_64")]
-        if step == KnotStep::Long && avx512::available() {
+        if paths.intervals && step == KnotStep::Long && avx512::available() {
             let whole = n / per;
             let (head, tail) = out.split_at_mut(whole * per);
             // SAFETY: the kernel's features are present; every knot of the run keeps a pixel
@@ -1850,11 +1878,19 @@ mod tests {
             t.m[0][0] += 0.01 * k as f64;
             let width = 400 - 16 * (k % 2);
             steps.push(HomographyFx::new(&t).unwrap().knot_step(width, 256));
-            let mut a = Plane::new(width, 256, 0);
-            let mut b = Plane::new(width, 256, 0);
-            warp_plane_with(&src, &t, PlaneEdge::Clamp, &mut a, true).unwrap();
-            warp_plane_with(&src, &t, PlaneEdge::Clamp, &mut b, false).unwrap();
-            assert_eq!(a, b, "inside homography {k}");
+            let mut want = Plane::new(width, 256, 0);
+            warp_plane_with(&src, &t, PlaneEdge::Clamp, &mut want, false).unwrap();
+            // The AVX-512 intervals, and their segments on the segment kernels as a CPU
+            // without AVX-512 runs them.
+            for intervals in [true, false] {
+                let paths = Paths {
+                    intervals,
+                    ..Paths::ALL
+                };
+                let mut got = Plane::new(width, 256, 0);
+                warp_plane_paths(&src, &t, PlaneEdge::Clamp, &mut got, paths).unwrap();
+                assert_eq!(got, want, "inside homography {k}, intervals {intervals}");
+            }
         }
         assert!(steps.contains(&KnotStep::Long) && steps.contains(&KnotStep::Short));
         if simd_available() {
@@ -2143,10 +2179,11 @@ mod tests {
                 };
                 let (w, h) = (97 + k * 5, 41 + k * 3);
                 let mut want = Plane::new(w, h, 0);
-                warp_plane_paths(plane, &t, edge, &mut want, false, false).unwrap();
+                warp_plane_paths(plane, &t, edge, &mut want, Paths::GENERAL).unwrap();
                 for simd in [false, true] {
                     let mut got = Plane::new(w, h, 1);
-                    warp_plane_paths(plane, &t, edge, &mut got, simd, true).unwrap();
+                    let paths = Paths { simd, ..Paths::ALL };
+                    warp_plane_paths(plane, &t, edge, &mut got, paths).unwrap();
                     assert_eq!(got, want, "case {k} simd {simd}: {t:?} {edge:?}");
                 }
                 cases += 1;
@@ -2167,7 +2204,7 @@ mod tests {
             (&big.u, &mut want.u, t.chroma()),
             (&big.v, &mut want.v, t.chroma()),
         ] {
-            warp_plane_paths(s, &m, PlaneEdge::Clamp, d, false, false).unwrap();
+            warp_plane_paths(s, &m, PlaneEdge::Clamp, d, Paths::GENERAL).unwrap();
         }
         assert_eq!(got, want);
     }
