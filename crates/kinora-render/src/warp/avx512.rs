@@ -285,7 +285,7 @@ fn window(
     (y0, y1): (i64, i64),
     out: &[u8],
 ) -> Option<usize> {
-    // Every tap column, right taps included, inside the window; every tap row among the five.
+    // Every tap column, right taps included, inside the window; every tap row among its rows.
     if x0 < 0 || y0 < 0 || x1 - x0 > (WINDOW - 2) as i64 || y1 - y0 > (ROWS - 2) as i64 {
         return None;
     }
