@@ -1947,28 +1947,10 @@ mod tests {
                 s += ds * HOMOGRAPHY_STEP as f64 + rng.range(-0.3, 0.3);
                 t += dt * HOMOGRAPHY_STEP as f64 + rng.range(-0.3, 0.3);
             }
-            let last = (HOMOGRAPHY_STEP - 1) as i64;
-            let fits = segments.iter().all(|&(s, ds, t, dt)| {
-                loads_fit(
-                    &plane.data,
-                    plane.stride,
-                    (s, s + last * ds),
-                    (t, t + last * dt),
-                )
-            });
-            if !fits {
+            if !segments_fit(&plane, &segments) {
                 continue;
             }
-            let mut want = vec![0u8; count * HOMOGRAPHY_STEP];
-            for (seg, chunk) in segments.iter().zip(want.chunks_mut(HOMOGRAPHY_STEP)) {
-                inside_scalar(
-                    &plane.data,
-                    plane.stride,
-                    (seg.0, seg.1),
-                    (seg.2, seg.3),
-                    chunk,
-                );
-            }
+            let want = scalar_segments(&plane, &segments);
             for &(name, kernel) in &kernels {
                 let mut got = vec![0u8; count * HOMOGRAPHY_STEP];
                 kernel(&plane.data, plane.stride, &segments, &mut got);
@@ -1977,6 +1959,34 @@ mod tests {
             cases += 1;
         }
         assert!(cases > 300, "only {cases} cases fit the plane");
+    }
+
+    /// Whether the loads of every segment fit the plane (the segment kernels' contract).
+    fn segments_fit(plane: &Plane, segments: &[Segment]) -> bool {
+        let last = (HOMOGRAPHY_STEP - 1) as i64;
+        segments.iter().all(|&(s, ds, t, dt)| {
+            loads_fit(
+                &plane.data,
+                plane.stride,
+                (s, s + last * ds),
+                (t, t + last * dt),
+            )
+        })
+    }
+
+    /// The segments on the scalar kernel, one after the other.
+    fn scalar_segments(plane: &Plane, segments: &[Segment]) -> Vec<u8> {
+        let mut out = vec![0u8; segments.len() * HOMOGRAPHY_STEP];
+        for (seg, chunk) in segments.iter().zip(out.chunks_mut(HOMOGRAPHY_STEP)) {
+            inside_scalar(
+                &plane.data,
+                plane.stride,
+                (seg.0, seg.1),
+                (seg.2, seg.3),
+                chunk,
+            );
+        }
+        out
     }
 
     type SegmentKernel = fn(&[u8], usize, &[Segment], &mut [u8]);
@@ -2036,28 +2046,10 @@ mod tests {
                     [0, HOMOGRAPHY_STEP as i64].map(|offset| segment((s, t), steps, offset))
                 })
                 .collect();
-            let last = (HOMOGRAPHY_STEP - 1) as i64;
-            let fits = segments.iter().all(|&(s, ds, t, dt)| {
-                loads_fit(
-                    &plane.data,
-                    plane.stride,
-                    (s, s + last * ds),
-                    (t, t + last * dt),
-                )
-            });
-            if !fits {
+            if !segments_fit(&plane, &segments) {
                 continue;
             }
-            let mut want = vec![0u8; count * per];
-            for (seg, chunk) in segments.iter().zip(want.chunks_mut(HOMOGRAPHY_STEP)) {
-                inside_scalar(
-                    &plane.data,
-                    plane.stride,
-                    (seg.0, seg.1),
-                    (seg.2, seg.3),
-                    chunk,
-                );
-            }
+            let want = scalar_segments(&plane, &segments);
             let mut got = vec![0u8; count * per];
             segments_simd(&plane.data, plane.stride, &segments, &mut got);
             assert_eq!(got, want, "dispatch, case {k}: {knots:?}");
