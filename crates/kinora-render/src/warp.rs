@@ -775,8 +775,13 @@ impl KnotStep {
         }
     }
 
-    fn shift(self) -> u32 {
-        self.pixels().trailing_zeros()
+    /// The source step per output pixel between knots `from` and `to`, one knot step apart.
+    /// The step is a power of two, so this is a shift; a difference of at most 2^53 keeps 32
+    /// steps inside i64.
+    #[inline(always)]
+    fn steps(self, (s, t): (i64, i64), (s1, t1): (i64, i64)) -> (i64, i64) {
+        let shift = self.pixels().trailing_zeros();
+        ((s1 - s) >> shift, (t1 - t) >> shift)
     }
 }
 
@@ -856,13 +861,11 @@ fn homography_row(
         _ => fx.eval((from + k * per) as i64, y),
     };
     // The segment starting at pixel x0 (a multiple of HOMOGRAPHY_STEP). The knot after a
-    // short last interval is still `per` away, so the step is always a shift; a difference
-    // of at most 2^53 keeps 32 steps inside i64.
+    // short last interval is still `per` away, so its steps come out as for any other.
     let segment_at = |x0: usize| {
         let k = x0 / per;
-        let ((s, t), (s1, t1)) = (knot(k), knot(k + 1));
-        let steps = ((s1 - s) >> step.shift(), (t1 - t) >> step.shift());
-        segment((s, t), steps, (x0 % per) as i64)
+        let from = knot(k);
+        segment(from, step.steps(from, knot(k + 1)), (x0 % per) as i64)
     };
     // A run whose knots all keep a pixel away from the plane's edges is inside it throughout
     // (between knots positions are linear, off by less than 2^−10 pixel), and every SIMD load
@@ -884,19 +887,18 @@ fn homography_row(
             unsafe { avx512::intervals(&src.data, src.stride, &knots[..=whole], head) };
             if !tail.is_empty() {
                 // Half an interval (a last strip of 16 pixels more than whole intervals).
-                let ((s, t), (s1, t1)) = (knots[whole], knots[whole + 1]);
-                let steps = ((s1 - s) >> step.shift(), (t1 - t) >> step.shift());
-                segments_simd(&src.data, src.stride, &[segment((s, t), steps, 0)], tail);
+                let (from, to) = (knots[whole], knots[whole + 1]);
+                let first = segment(from, step.steps(from, to), 0);
+                segments_simd(&src.data, src.stride, &[first], tail);
             }
             return;
         }
         let halves = per / HOMOGRAPHY_STEP;
         let intervals = knots[..count].windows(2);
         for (pair, segs) in intervals.zip(batch[..segments].chunks_mut(halves)) {
-            let ((s, t), (s1, t1)) = (pair[0], pair[1]);
-            let steps = ((s1 - s) >> step.shift(), (t1 - t) >> step.shift());
+            let steps = step.steps(pair[0], pair[1]);
             for (half, seg) in segs.iter_mut().enumerate() {
-                *seg = segment((s, t), steps, (half * HOMOGRAPHY_STEP) as i64);
+                *seg = segment(pair[0], steps, (half * HOMOGRAPHY_STEP) as i64);
             }
         }
         segments_simd(&src.data, src.stride, &batch[..segments], out);
@@ -1922,9 +1924,7 @@ mod tests {
     #[test]
     fn segment_kernels_match_the_scalar_one() {
         let mut rng = crate::seed::SplitMix64::new(11);
-        let mut plane = Plane::new(420, 160, 0);
-        plane.stride = 448;
-        plane.data = (0..448 * 159 + 420).map(|_| rng.next_u64() as u8).collect();
+        let plane = padded_noise(&mut rng);
         let kernels = segment_kernels();
         let mut cases = 0;
         for k in 0..400 {
@@ -1959,6 +1959,15 @@ mod tests {
             cases += 1;
         }
         assert!(cases > 300, "only {cases} cases fit the plane");
+    }
+
+    /// A 420×160 plane of noise whose rows are padded to 448 bytes and whose buffer ends
+    /// with the last row, so that loads past it are caught.
+    fn padded_noise(rng: &mut crate::seed::SplitMix64) -> Plane {
+        let mut plane = Plane::new(420, 160, 0);
+        plane.stride = 448;
+        plane.data = (0..448 * 159 + 420).map(|_| rng.next_u64() as u8).collect();
+        plane
     }
 
     /// Whether the loads of every segment fit the plane (the segment kernels' contract).
@@ -2018,9 +2027,7 @@ mod tests {
     #[test]
     fn interval_kernel_matches_the_scalar_one() {
         let mut rng = crate::seed::SplitMix64::new(13);
-        let mut plane = Plane::new(420, 160, 0);
-        plane.stride = 448;
-        plane.data = (0..448 * 159 + 420).map(|_| rng.next_u64() as u8).collect();
+        let plane = padded_noise(&mut rng);
         let per = KnotStep::Long.pixels();
         let mut cases = 0;
         for k in 0..400 {
@@ -2038,12 +2045,8 @@ mod tests {
             let segments: Vec<Segment> = knots
                 .windows(2)
                 .flat_map(|pair| {
-                    let ((s, t), (s1, t1)) = (pair[0], pair[1]);
-                    let steps = (
-                        (s1 - s) >> KnotStep::Long.shift(),
-                        (t1 - t) >> KnotStep::Long.shift(),
-                    );
-                    [0, HOMOGRAPHY_STEP as i64].map(|offset| segment((s, t), steps, offset))
+                    let steps = KnotStep::Long.steps(pair[0], pair[1]);
+                    [0, HOMOGRAPHY_STEP as i64].map(|offset| segment(pair[0], steps, offset))
                 })
                 .collect();
             if !segments_fit(&plane, &segments) {

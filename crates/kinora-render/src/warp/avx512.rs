@@ -11,7 +11,8 @@
 use std::arch::x86_64::*;
 
 use super::{
-    segment, Segment, FRAC, HALF, HOMOGRAPHY_STEP, ONE, POS_LIMIT, SEGMENT_FRAC, WEIGHT_BITS,
+    segment, KnotStep, Segment, FRAC, HALF, HOMOGRAPHY_STEP, ONE, POS_LIMIT, SEGMENT_FRAC,
+    WEIGHT_BITS,
 };
 
 /// Columns of one row window: the width of a zmm register.
@@ -150,15 +151,13 @@ pub(super) unsafe fn segments(data: &[u8], stride: usize, segments: &[Segment], 
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vbmi")]
 pub(super) unsafe fn intervals(data: &[u8], stride: usize, knots: &[(i64, i64)], out: &mut [u8]) {
     let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let shift = (2 * HOMOGRAPHY_STEP).trailing_zeros();
     for (pair, dst) in knots
         .windows(2)
         .zip(out.chunks_exact_mut(2 * HOMOGRAPHY_STEP))
     {
-        let ((s, t), (s1, t1)) = (pair[0], pair[1]);
-        let steps = ((s1 - s) >> shift, (t1 - t) >> shift);
+        let steps = KnotStep::Long.steps(pair[0], pair[1]);
         let half = HOMOGRAPHY_STEP as i64;
-        let (first, second) = (segment((s, t), steps, 0), segment((s, t), steps, half));
+        let (first, second) = (segment(pair[0], steps, 0), segment(pair[0], steps, half));
         if !interval_pass(data, stride, first, lanes, dst) {
             super::avx2::segments(data, stride, &[first, second], dst);
         }
